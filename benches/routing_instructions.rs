@@ -1,0 +1,136 @@
+//! Instructions per routing decision, counted by callgrind: deterministic and
+//! unaffected by machine load, so it shows whether the *algorithm's* cost
+//! depends on the number of agents (wall time at 100k agents also pays for
+//! cache misses, which this does not count).
+//!
+//! ```sh
+//! cargo bench --bench routing_instructions --no-run
+//! B=$(ls -t target/release/deps/routing_instructions-* | grep -v '\.d$' | head -1)
+//! for n in 1000 10000 100000; do for k in arrival frees; do
+//!   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$k.$n --collect-atstart=no \
+//!     --toggle-collect='*decide_*' $B $k $n 20000 2>&1 | grep -E 'decisions|refs'
+//! done; done
+//! ```
+//!
+//! Each run prints the number of timed decisions; callgrind's `I refs`
+//! divided by it is the instructions per decision. Without valgrind it just
+//! runs (a smoke check under `cargo bench`).
+
+mod support;
+
+use std::hint::black_box;
+use support::World;
+use switchboard::routing::*;
+
+/// One arrival decision (the only code callgrind counts in `arrival` mode).
+#[inline(never)]
+fn decide_arrival(engine: &mut Engine, now: Millis, cmd: Command) -> Result<Reply, CommandError> {
+    engine.handle(now, cmd)
+}
+
+/// One agent-frees-up decision (the only code counted in `frees` mode).
+#[inline(never)]
+fn decide_frees(engine: &mut Engine, now: Millis, cmd: Command) -> Result<Reply, CommandError> {
+    engine.handle(now, cmd)
+}
+
+fn accept_all(w: &mut World, assigned: &mut Vec<(AgentId, ConversationId)>) {
+    let mut offers = Vec::new();
+    while let Some(e) = w.engine.poll_effect() {
+        if let Effect::OfferMade {
+            offer,
+            agent,
+            conversation,
+            ..
+        } = e
+        {
+            offers.push((offer, agent, conversation));
+        }
+    }
+    for (offer, agent, conversation) in offers {
+        let _ = w.engine.handle(
+            w.now,
+            Command::Accept {
+                agent: agent.clone(),
+                offer,
+            },
+        );
+        assigned.push((agent, conversation));
+    }
+    while w.engine.poll_effect().is_some() {}
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let mode = args
+        .first()
+        .map(String::as_str)
+        .unwrap_or("arrival")
+        .to_string();
+    let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1_000);
+    let iters: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2_000);
+    let mut w = World::new(n);
+    let mut assigned = Vec::new();
+    match mode.as_str() {
+        "arrival" => {
+            for _ in 0..iters {
+                let cmd = w.random_open();
+                w.now += 1;
+                black_box(decide_arrival(&mut w.engine, w.now, cmd).ok());
+                accept_all(&mut w, &mut assigned);
+                for (agent, conversation) in assigned.drain(..) {
+                    let _ = w.engine.handle(
+                        w.now,
+                        Command::Complete {
+                            agent,
+                            conversation,
+                        },
+                    );
+                }
+                w.engine.handle_timeout(w.now);
+                while w.engine.poll_effect().is_some() {}
+            }
+        }
+        "frees" => {
+            for _ in 0..(n * 3) {
+                let cmd = w.random_open();
+                w.now += 1;
+                let _ = w.engine.handle(w.now, cmd);
+                accept_all(&mut w, &mut assigned);
+            }
+            let mut pick = 0usize;
+            for _ in 0..iters {
+                pick = (pick + 7919) % assigned.len();
+                let (agent, conversation) = assigned.swap_remove(pick);
+                w.now += 1;
+                black_box(
+                    decide_frees(
+                        &mut w.engine,
+                        w.now,
+                        Command::Complete {
+                            agent,
+                            conversation,
+                        },
+                    )
+                    .ok(),
+                );
+                accept_all(&mut w, &mut assigned);
+                let cmd = w.random_open();
+                let _ = w.engine.handle(w.now, cmd);
+                accept_all(&mut w, &mut assigned);
+                w.engine.handle_timeout(w.now);
+            }
+        }
+        other => {
+            eprintln!("unknown mode `{other}` (arrival | frees)");
+            std::process::exit(2);
+        }
+    }
+    println!(
+        "mode={mode} agents={n} decisions={iters} live={}",
+        w.engine.live_conversations()
+    );
+}

@@ -1,0 +1,176 @@
+//! Requirement groups: the two indexes that keep a routing decision from
+//! scanning all agents or all waiting conversations.
+//!
+//! A group is one distinct `(channel, required skills, policy, aging)`. It holds
+//! - the conversations waiting with exactly those requirements, in line order
+//!   (priority, aging and arrival folded into one static key), and
+//! - a min-heap of the agents that qualify for it and are ready, ordered by the
+//!   policy's key. Entries are invalidated lazily: each carries the agent's
+//!   per-channel epoch, and an entry whose epoch is behind is dropped when it
+//!   reaches the top (or when the heap is compacted).
+//!
+//! Groups never look at agent state themselves; the engine tells them.
+
+use super::ids::{ChannelId, ConversationId, SkillId};
+use super::settings::{Millis, SelectionPolicy};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
+
+/// What makes two conversations interchangeable for routing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GroupKey {
+    pub channel: ChannelId,
+    pub required: Vec<(SkillId, u8)>,
+    pub policy: SelectionPolicy,
+    pub aging_ms_per_point: Option<Millis>,
+}
+
+/// A ready agent's place in a group's heap: smaller key first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReadyEntry {
+    pub k1: i64,
+    pub k2: u64,
+    pub agent: u32,
+    pub epoch: u32,
+}
+
+/// The place of a waiting conversation in its group's line (smaller first).
+pub type LineKey = (i64, u64, ConversationId);
+
+/// The ready agents of one group, smallest key first, with lazy deletion.
+///
+/// Keys of `longest_idle` are publish times, which almost always arrive in
+/// increasing order: those go to the back of a deque, so stale entries are
+/// popped from its front sequentially, at O(1) and cache-friendly. An entry
+/// older than the back (rare: a re-publish with an unchanged key, or one set
+/// aside and put back) goes to a small side heap. Other policies' keys arrive
+/// in any order and use the heap alone.
+#[derive(Debug, Clone, Default)]
+pub struct ReadySet {
+    fifo: VecDeque<ReadyEntry>,
+    heap: BinaryHeap<Reverse<ReadyEntry>>,
+}
+
+impl ReadySet {
+    pub fn push(&mut self, e: ReadyEntry, ordered: bool) {
+        if ordered && self.fifo.back().is_none_or(|b| *b <= e) {
+            self.fifo.push_back(e);
+        } else {
+            self.heap.push(Reverse(e));
+        }
+    }
+
+    /// The smallest entry, valid or not.
+    pub fn peek(&self) -> Option<ReadyEntry> {
+        match (self.fifo.front(), self.heap.peek()) {
+            (Some(f), Some(Reverse(h))) => Some(if f <= h { *f } else { *h }),
+            (Some(f), None) => Some(*f),
+            (None, Some(Reverse(h))) => Some(*h),
+            (None, None) => None,
+        }
+    }
+
+    /// Removes the smallest entry.
+    pub fn pop(&mut self) -> Option<ReadyEntry> {
+        let from_fifo = match (self.fifo.front(), self.heap.peek()) {
+            (Some(f), Some(Reverse(h))) => f <= h,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if from_fifo {
+            self.fifo.pop_front()
+        } else {
+            self.heap.pop().map(|Reverse(e)| e)
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.fifo.len() + self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn retain(&mut self, keep: impl Fn(&ReadyEntry) -> bool) {
+        self.fifo.retain(&keep);
+        let heap = std::mem::take(&mut self.heap).into_vec();
+        self.heap = heap.into_iter().filter(|Reverse(e)| keep(e)).collect();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub key: GroupKey,
+    pub waiting: BTreeSet<LineKey>,
+    /// The first of `waiting`, kept at hand so an agent looking for work
+    /// reads one field per group.
+    pub head: Option<LineKey>,
+    pub ready: ReadySet,
+    /// Agents whose skills and capacity qualify them (ready or not).
+    pub qualified: u32,
+}
+
+impl Group {
+    pub fn new(key: GroupKey) -> Self {
+        Group {
+            key,
+            waiting: BTreeSet::new(),
+            head: None,
+            ready: ReadySet::default(),
+            qualified: 0,
+        }
+    }
+
+    /// Whether ready keys arrive in (nearly always) increasing order.
+    pub fn ordered_keys(&self) -> bool {
+        self.key.policy == SelectionPolicy::LongestIdle
+    }
+
+    pub fn insert_waiting(&mut self, lk: LineKey) {
+        if self.head.is_none_or(|h| lk < h) {
+            self.head = Some(lk);
+        }
+        self.waiting.insert(lk);
+    }
+
+    pub fn remove_waiting(&mut self, lk: &LineKey) {
+        self.waiting.remove(lk);
+        if self.head.as_ref() == Some(lk) {
+            self.head = self.waiting.first().copied();
+        }
+    }
+
+    /// The line key of a conversation: with aging, the virtual arrival time
+    /// `enqueued_at - priority * ms_per_point` (its order never changes while
+    /// it waits, since every member ages at the same rate); without, priority
+    /// first and then arrival.
+    pub fn line_key(
+        &self,
+        priority: i32,
+        enqueued_at: Millis,
+        seq: u64,
+        id: ConversationId,
+    ) -> LineKey {
+        match self.key.aging_ms_per_point {
+            None => (-(priority as i64), seq, id),
+            Some(ms) => (enqueued_at as i64 - priority as i64 * ms as i64, seq, id),
+        }
+    }
+
+    /// Effective priority at `now`, in thousandths of a point, of the
+    /// conversation with line key `lk` (for comparing heads of different groups).
+    pub fn effective_priority(&self, lk: &LineKey, now: Millis) -> i64 {
+        match self.key.aging_ms_per_point {
+            None => -lk.0 * 1000,
+            Some(ms) => ((now as i64 - lk.0) * 1000).div_euclid(ms as i64),
+        }
+    }
+
+    /// Drops every entry `is_valid` rejects when stale entries outnumber live ones.
+    pub fn maybe_compact(&mut self, is_valid: impl Fn(&ReadyEntry) -> bool) {
+        if self.ready.len() > 2 * self.qualified as usize + 64 {
+            self.ready.retain(is_valid);
+        }
+    }
+}
