@@ -1,0 +1,147 @@
+//! One actor per live conversation.
+//!
+//! It owns the conversation's transcript in the store (appends lines in
+//! order), relays each `conversation.message` to the other side (customer
+//! lines to the assigned agent's desktop, agent lines to the connector that
+//! opened it), tells the router about the agent's first message (first-response
+//! SLA), and forwards the router's notices (`conversation.assigned`,
+//! `conversation.sla`, …) to the connector. It stops when the conversation ends.
+//!
+//! All its state is in the store, so supervision can rebuild it at any time.
+//! It must never change routing state itself (that is the router's job) and
+//! never wait on a client.
+
+use super::agent::DeliverFrame;
+use super::hub::{Hub, InjectPanic};
+use super::router::RunCommand;
+use crate::api::protocol::{ServerFrame, Speaker};
+use crate::clock;
+use crate::routing::{Command, CommandError, ConversationId};
+use crate::store::ConversationState;
+use actix::{Actor, ActorContext, Context, Handler, Message};
+use std::sync::Arc;
+
+/// Appends one transcript line and relays it to the other side.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct PostLine {
+    pub from: Speaker,
+    pub text: String,
+    /// The agent whose desktop sent it; `None` when the connector sent it.
+    pub by_agent: Option<String>,
+}
+
+/// A frame the router wants the conversation's connector to see.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct ConversationNotice(pub ServerFrame);
+
+/// The actor. See the module docs.
+pub struct ConversationActor {
+    hub: Arc<Hub>,
+    id: ConversationId,
+}
+
+impl ConversationActor {
+    pub fn new(hub: Arc<Hub>, id: ConversationId) -> Self {
+        ConversationActor { hub, id }
+    }
+
+    fn push_to_connector(&self, frame: &ServerFrame) {
+        let Some(owner) = self.hub.store.conversation(self.id).map(|r| r.owner) else {
+            return;
+        };
+        if let Some(session) = self.hub.connector_for(self.id, &owner) {
+            session.push(frame);
+        }
+    }
+}
+
+impl Actor for ConversationActor {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        // actix also runs `stopped` while dropping an actor that panicked:
+        // only a conversation that really ended is forgotten, so a crashed
+        // one stays registered (dead) and is rebuilt.
+        let ended = self
+            .hub
+            .store
+            .conversation(self.id)
+            .is_none_or(|r| r.state == ConversationState::Ended);
+        if ended {
+            self.hub.conversation_stopped(self.id);
+        }
+    }
+}
+
+impl Handler<PostLine> for ConversationActor {
+    type Result = Result<(), CommandError>;
+
+    fn handle(&mut self, msg: PostLine, _: &mut Context<Self>) -> Self::Result {
+        let record = self
+            .hub
+            .store
+            .conversation(self.id)
+            .ok_or(CommandError::UnknownConversation(self.id))?;
+        if record.state == ConversationState::Ended {
+            return Err(CommandError::InvalidState {
+                conversation: self.id,
+                state: "ended",
+            });
+        }
+        let line = self
+            .hub
+            .store
+            .append_line(self.id, msg.from, msg.text, clock::now_ms())
+            .ok_or(CommandError::UnknownConversation(self.id))?;
+        let frame = ServerFrame::ConversationMessage {
+            conversation_id: self.id.to_string(),
+            from: line.from,
+            text: line.text,
+            at_ms: line.at_ms,
+            channel: line.channel,
+        };
+        if msg.by_agent.is_some() {
+            self.push_to_connector(&frame);
+        } else if let Some(agent) = record.agent_id.as_deref().and_then(|a| self.hub.agent(a)) {
+            agent.do_send(DeliverFrame(frame));
+        }
+        if msg.from == Speaker::Agent
+            && record.state == ConversationState::Assigned
+            && !record.agent_replied
+        {
+            if let Some(agent) = record.agent_id {
+                self.hub
+                    .store
+                    .update_conversation(self.id, |r| r.agent_replied = true);
+                self.hub.router().do_send(RunCommand(Command::AgentMessage {
+                    agent: agent.as_str().into(),
+                    conversation: self.id,
+                }));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Handler<ConversationNotice> for ConversationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConversationNotice, ctx: &mut Context<Self>) {
+        self.push_to_connector(&msg.0);
+        if matches!(msg.0, ServerFrame::ConversationEnded { .. }) {
+            ctx.stop();
+        }
+    }
+}
+
+impl Handler<InjectPanic> for ConversationActor {
+    type Result = ();
+
+    #[allow(clippy::panic)]
+    fn handle(&mut self, _: InjectPanic, _: &mut Context<Self>) {
+        tracing::warn!(conversation = %self.id, "fault injection: a conversation actor panics now");
+        panic!("injected fault in conversation actor {}", self.id);
+    }
+}

@@ -1,0 +1,494 @@
+//! The hub: the registry of actor addresses and live sessions, and the
+//! supervision that rebuilds a dead actor.
+//!
+//! A panic inside an actix handler ends that actor's task, so its mailbox is
+//! closed for good (`Addr::connected()` turns false). Every send to an actor
+//! goes through the hub, which notices a dead address, rebuilds the actor from
+//! the state store (conversation, agent) or from the engine kept outside it
+//! (router), counts `switchboard_actor_restarts_total` and delivers the
+//! message to the new actor. A periodic sweep does the same for actors nobody
+//! has written to yet.
+//!
+//! The routing engine lives in an `Arc<Mutex<Engine>>` owned by the hub, not
+//! by the router actor: a router that dies loses nothing, its replacement
+//! locks the same engine and re-arms the timer. (Cheaper than snapshotting the
+//! engine after every message.) The lock is only ever held for one synchronous
+//! engine call, never across an `.await`.
+//!
+//! Sessions register a [`SessionHandle`] here; actors push frames into it with
+//! `try_send` and never wait on a client. The hub must never block, never hold
+//! a `DashMap` guard while calling into an actor, and never panic.
+
+use super::agent::AgentActor;
+use super::conversation::ConversationActor;
+use super::router::RouterActor;
+use crate::api::protocol::{Role, ServerFrame};
+use crate::metrics::{self, ActorKind, Direction};
+use crate::routing::{ConversationId, Engine, RoutingSettings};
+use crate::store::Store;
+use actix::{Actor, Addr, ArbiterHandle, Message};
+use dashmap::DashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use tokio::sync::{mpsc, Notify};
+
+/// Why a session is being closed by the server.
+#[derive(Debug, Default)]
+pub struct KillSwitch {
+    reason: Mutex<Option<&'static str>>,
+    notify: Notify,
+}
+
+impl KillSwitch {
+    /// Asks the session to close with `reason` (the first reason wins).
+    pub fn trip(&self, reason: &'static str) {
+        let mut r = self.reason.lock().unwrap_or_else(PoisonError::into_inner);
+        if r.is_none() {
+            *r = Some(reason);
+            self.notify.notify_one();
+        }
+    }
+
+    /// The reason, once tripped.
+    pub fn reason(&self) -> Option<&'static str> {
+        *self.reason.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Resolves once [`Self::trip`] has been called.
+    pub async fn tripped(&self) {
+        if self.reason().is_some() {
+            return;
+        }
+        self.notify.notified().await;
+    }
+}
+
+/// The sending side of one WebSocket connection.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    pub id: u64,
+    pub role: Role,
+    /// The token's name (owner of a connector's conversations).
+    pub principal: String,
+    tx: mpsc::Sender<String>,
+    kill: Arc<KillSwitch>,
+}
+
+/// Reason sent when a client does not read fast enough.
+pub const SLOW_CONSUMER: &str = "slow consumer: outbound buffer full";
+
+impl SessionHandle {
+    pub fn new(
+        id: u64,
+        role: Role,
+        principal: String,
+        tx: mpsc::Sender<String>,
+        kill: Arc<KillSwitch>,
+    ) -> Self {
+        SessionHandle {
+            id,
+            role,
+            principal,
+            tx,
+            kill,
+        }
+    }
+
+    /// Queues a frame without waiting. A full queue means the client is too
+    /// slow: the session is told to close and `false` is returned.
+    pub fn push(&self, frame: &ServerFrame) -> bool {
+        self.push_text(frame.kind(), frame.to_text())
+    }
+
+    /// [`Self::push`] for an already serialized frame.
+    pub fn push_text(&self, kind: &'static str, text: String) -> bool {
+        if self.kill.reason().is_some() {
+            return false;
+        }
+        match self.tx.try_send(text) {
+            Ok(()) => {
+                metrics::ws_message(Direction::Out, kind);
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(
+                    session = self.id,
+                    role = self.role.as_str(),
+                    "closing a slow consumer"
+                );
+                metrics::error("slow_consumer");
+                self.kill.trip(SLOW_CONSUMER);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Whether the session is gone or being closed.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed() || self.kill.reason().is_some()
+    }
+}
+
+/// Makes the receiving actor panic inside its handler (fault injection).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct InjectPanic;
+
+/// Shared state of a running server: store, engine, addresses, sessions.
+pub struct Hub {
+    pub store: Arc<Store>,
+    pub settings: RoutingSettings,
+    pub service_level: metrics::ServiceLevelPolicy,
+    engine: Arc<Mutex<Engine>>,
+    arbiter: ArbiterHandle,
+    router: RwLock<Option<Addr<RouterActor>>>,
+    conversations: DashMap<ConversationId, Addr<ConversationActor>>,
+    agents: DashMap<String, Addr<AgentActor>>,
+    agent_sessions: DashMap<String, SessionHandle>,
+    connectors: DashMap<u64, SessionHandle>,
+    /// Conversation → id of the connector session that opened it.
+    openers: DashMap<ConversationId, u64>,
+    subscribers: DashMap<u64, SessionHandle>,
+    /// Per (queue, channel): answered, answered within the answer target.
+    answered: DashMap<(String, String), (u64, u64)>,
+    next_session: AtomicU64,
+    open_sessions: AtomicU64,
+    restarts: AtomicU64,
+    pub fault_injection: bool,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("restarts", &self.restarts.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// A hub whose actors all run on `arbiter`. The router starts on first use.
+    pub fn new(
+        engine: Engine,
+        store: Arc<Store>,
+        arbiter: ArbiterHandle,
+        service_level: metrics::ServiceLevelPolicy,
+        fault_injection: bool,
+    ) -> Arc<Hub> {
+        Arc::new(Hub {
+            settings: engine.settings().clone(),
+            store,
+            service_level,
+            engine: Arc::new(Mutex::new(engine)),
+            arbiter,
+            router: RwLock::new(None),
+            conversations: DashMap::new(),
+            agents: DashMap::new(),
+            agent_sessions: DashMap::new(),
+            connectors: DashMap::new(),
+            openers: DashMap::new(),
+            subscribers: DashMap::new(),
+            answered: DashMap::new(),
+            next_session: AtomicU64::new(1),
+            open_sessions: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            fault_injection,
+        })
+    }
+
+    /// Locks the engine for one synchronous call. A poisoned lock is taken
+    /// over: the engine never panics on input, so its state is consistent.
+    pub fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A fresh session id.
+    pub fn next_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Counts a WebSocket session that started.
+    pub fn session_opened(&self) {
+        self.open_sessions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a WebSocket session that ended.
+    pub fn session_closed(&self) {
+        self.open_sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// WebSocket sessions open now.
+    pub fn open_sessions(&self) -> u64 {
+        self.open_sessions.load(Ordering::Relaxed)
+    }
+
+    /// Actors rebuilt by supervision since start.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    fn restarted(&self, kind: ActorKind) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+        metrics::actor_restarted(kind);
+        tracing::warn!(
+            actor = kind.as_str(),
+            "actor was dead; rebuilt it from the state store"
+        );
+    }
+
+    // ----- router -----
+
+    /// The router's address, (re)starting it when it is missing or dead.
+    pub fn router(self: &Arc<Self>) -> Addr<RouterActor> {
+        if let Some(addr) = self
+            .router
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            if addr.connected() {
+                return addr.clone();
+            }
+        }
+        let mut slot = self.router.write().unwrap_or_else(PoisonError::into_inner);
+        match slot.as_ref() {
+            Some(addr) if addr.connected() => return addr.clone(),
+            Some(_) => self.restarted(ActorKind::Router),
+            None => {}
+        }
+        let hub = Arc::clone(self);
+        let addr = RouterActor::start_in_arbiter(&self.arbiter, move |_| RouterActor::new(hub));
+        *slot = Some(addr.clone());
+        addr
+    }
+
+    // ----- conversations -----
+
+    /// Starts the actor of a conversation just opened (its record is in the store).
+    pub fn spawn_conversation(
+        self: &Arc<Self>,
+        id: ConversationId,
+        opener: Option<u64>,
+    ) -> Addr<ConversationActor> {
+        if let Some(session) = opener {
+            self.openers.insert(id, session);
+        }
+        let hub = Arc::clone(self);
+        let addr = ConversationActor::start_in_arbiter(&self.arbiter, move |_| {
+            ConversationActor::new(hub, id)
+        });
+        self.conversations.insert(id, addr.clone());
+        addr
+    }
+
+    /// The live actor of conversation `id`, rebuilt from the store if it died.
+    /// `None` when the conversation is unknown or its actor stopped normally.
+    pub fn conversation(self: &Arc<Self>, id: ConversationId) -> Option<Addr<ConversationActor>> {
+        let current = self.conversations.get(&id).map(|a| a.clone());
+        match current {
+            Some(addr) if addr.connected() => Some(addr),
+            Some(_) => {
+                self.store.conversation(id)?;
+                self.restarted(ActorKind::Conversation);
+                Some(self.spawn_conversation(id, None))
+            }
+            None => None,
+        }
+    }
+
+    /// Forgets the actor of a conversation that ended (called by the actor itself).
+    pub fn conversation_stopped(&self, id: ConversationId) {
+        self.conversations.remove(&id);
+        self.openers.remove(&id);
+    }
+
+    /// Whether a conversation still has an actor registered.
+    pub fn has_conversation_actor(&self, id: ConversationId) -> bool {
+        self.conversations.contains_key(&id)
+    }
+
+    // ----- agents -----
+
+    /// The live actor of agent `id`, started (or rebuilt) when logged in.
+    pub fn agent(self: &Arc<Self>, id: &str) -> Option<Addr<AgentActor>> {
+        let current = self.agents.get(id).map(|a| a.clone());
+        match current {
+            Some(addr) if addr.connected() => Some(addr),
+            Some(_) => {
+                self.restarted(ActorKind::Agent);
+                Some(self.spawn_agent(id))
+            }
+            None => {
+                self.store.agent(id)?;
+                Some(self.spawn_agent(id))
+            }
+        }
+    }
+
+    fn spawn_agent(self: &Arc<Self>, id: &str) -> Addr<AgentActor> {
+        let hub = Arc::clone(self);
+        let agent_id = id.to_string();
+        let addr =
+            AgentActor::start_in_arbiter(&self.arbiter, move |_| AgentActor::new(hub, agent_id));
+        self.agents.insert(id.to_string(), addr.clone());
+        addr
+    }
+
+    /// Binds agent `id` to a session (a login); returns the session it replaced.
+    pub fn attach_agent_session(&self, id: &str, session: SessionHandle) -> Option<SessionHandle> {
+        self.agent_sessions.insert(id.to_string(), session)
+    }
+
+    /// Unbinds agent `id` if `session_id` is still its session; true if it was.
+    pub fn detach_agent_session(&self, id: &str, session_id: u64) -> bool {
+        self.agent_sessions
+            .remove_if(id, |_, s| s.id == session_id)
+            .is_some()
+    }
+
+    /// The session agent `id` is logged in from.
+    pub fn agent_session(&self, id: &str) -> Option<SessionHandle> {
+        self.agent_sessions.get(id).map(|s| s.clone())
+    }
+
+    // ----- connectors and supervisors -----
+
+    pub fn add_connector(&self, session: SessionHandle) {
+        self.connectors.insert(session.id, session);
+    }
+
+    pub fn remove_session(&self, session_id: u64) {
+        self.connectors.remove(&session_id);
+        self.subscribers.remove(&session_id);
+    }
+
+    /// The connector session to tell about conversation `id`: the one that
+    /// opened it, or, if that one is gone, another live one of the same owner.
+    pub fn connector_for(&self, id: ConversationId, owner: &str) -> Option<SessionHandle> {
+        if let Some(session_id) = self.openers.get(&id).map(|s| *s) {
+            if let Some(s) = self.connectors.get(&session_id) {
+                if !s.is_closed() {
+                    return Some(s.clone());
+                }
+            }
+        }
+        let other = self
+            .connectors
+            .iter()
+            .find(|s| s.principal == owner && !s.is_closed())
+            .map(|s| s.clone());
+        if let Some(s) = &other {
+            self.openers.insert(id, s.id);
+        }
+        other
+    }
+
+    pub fn subscribe(&self, session: SessionHandle) {
+        self.subscribers.insert(session.id, session);
+    }
+
+    /// Sends one frame to every subscribed supervisor; slow ones are dropped.
+    pub fn broadcast(&self, frame: &ServerFrame) {
+        if self.subscribers.is_empty() {
+            return;
+        }
+        let text = frame.to_text();
+        let mut gone = Vec::new();
+        for s in self.subscribers.iter() {
+            if !s.push_text(frame.kind(), text.clone()) {
+                gone.push(s.id);
+            }
+        }
+        for id in gone {
+            self.subscribers.remove(&id);
+        }
+    }
+
+    // ----- service level -----
+
+    /// Counts one answered conversation for `GET /v1/queues`.
+    pub fn record_answer(&self, queue: &str, channel: &str, within_target: bool) {
+        let mut e = self
+            .answered
+            .entry((queue.to_string(), channel.to_string()))
+            .or_insert((0, 0));
+        e.0 += 1;
+        if within_target {
+            e.1 += 1;
+        }
+    }
+
+    /// Answered and answered-within-target for one queue and channel.
+    pub fn answered(&self, queue: &str, channel: &str) -> (u64, u64) {
+        self.answered
+            .get(&(queue.to_string(), channel.to_string()))
+            .map(|e| *e)
+            .unwrap_or((0, 0))
+    }
+
+    // ----- supervision sweep -----
+
+    /// Rebuilds every dead actor that still has work (called periodically).
+    pub fn sweep(self: &Arc<Self>) {
+        let _ = self.router();
+        let dead_conversations: Vec<ConversationId> = self
+            .conversations
+            .iter()
+            .filter(|e| !e.value().connected())
+            .map(|e| *e.key())
+            .collect();
+        for id in dead_conversations {
+            let _ = self.conversation(id);
+        }
+        let dead_agents: Vec<String> = self
+            .agents
+            .iter()
+            .filter(|e| !e.value().connected())
+            .map(|e| e.key().clone())
+            .collect();
+        for id in dead_agents {
+            let _ = self.agent(&id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: u64) -> ServerFrame {
+        ServerFrame::Ack {
+            req_id: Some(n.into()),
+            conversation_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_outbound_queue_trips_the_kill_switch_instead_of_waiting() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let kill = Arc::new(KillSwitch::default());
+        let session = SessionHandle::new(1, Role::Supervisor, "wall".into(), tx, Arc::clone(&kill));
+        assert!(session.push(&frame(1)));
+        assert!(session.push(&frame(2)));
+        assert!(kill.reason().is_none());
+        assert!(!session.push(&frame(3)), "a full queue refuses the frame");
+        assert_eq!(kill.reason(), Some(SLOW_CONSUMER));
+        // Resolves at once once tripped.
+        tokio::time::timeout(std::time::Duration::from_secs(1), kill.tripped())
+            .await
+            .expect("tripped resolves");
+        assert!(session.is_closed());
+        // Nothing more is queued after the trip, even with room again.
+        assert!(rx.recv().await.is_some_and(|t| t.contains("\"req_id\":1")));
+        assert!(!session.push(&frame(4)));
+    }
+
+    #[tokio::test]
+    async fn the_first_reason_wins() {
+        let kill = KillSwitch::default();
+        kill.trip("first");
+        kill.trip("second");
+        assert_eq!(kill.reason(), Some("first"));
+        kill.tripped().await;
+    }
+}

@@ -1,0 +1,20 @@
+//! The actix shell around the pure routing core.
+//!
+//! - [`router`]: the [`router::RouterActor`] drives the core (one per server).
+//! - [`conversation`]: one [`conversation::ConversationActor`] per live
+//!   conversation (transcript, relays, connector notices).
+//! - [`agent`]: one [`agent::AgentActor`] per logged-in agent (desktop
+//!   session, offers with context, presence pushes).
+//! - [`hub`]: the registry of addresses and sessions, and supervision.
+//!
+//! Actors translate messages into core calls and core decisions into
+//! messages; they never decide routing themselves and never block on I/O.
+//! Messages are small named structs: commands imperative, notifications past
+//! tense.
+
+pub mod agent;
+pub mod conversation;
+pub mod hub;
+pub mod router;
+
+pub use hub::{Hub, InjectPanic, KillSwitch, SessionHandle};

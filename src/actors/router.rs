@@ -1,0 +1,711 @@
+//! The router actor: drives the pure routing core.
+//!
+//! Each message becomes one `engine.handle(now, cmd)`; the effects are drained
+//! with `poll_effect()` while the engine lock is held (nothing else), then,
+//! with the lock released, each effect is written to the store, handed to the
+//! agent or conversation actor it concerns, turned into an `event` frame for
+//! subscribed supervisors and into metrics. Finally ONE timer is re-armed at
+//! `poll_timeout()` (a spurious wake is harmless: `handle_timeout(now)`).
+//!
+//! The router writes the routing facts (state, agent, queue, channel history,
+//! offers) to the store before telling any actor, so a client that hears
+//! about a change can read it back over REST at once. The engine itself is
+//! owned by the [`Hub`] (see its docs): a router that dies loses nothing.
+//!
+//! It must never block on a client (sessions are `try_send`), never hold the
+//! engine lock while talking to an actor, and never read time except through
+//! [`crate::clock`].
+
+use super::agent::AttachSession;
+use super::agent::{
+    AgentStatusPushed, ConversationReleased, ConversationTaken, OfferWithdrawn, PushOffer,
+};
+use super::conversation::ConversationNotice;
+use super::hub::{Hub, InjectPanic, SessionHandle};
+use crate::api::protocol::ServerFrame;
+use crate::clock;
+use crate::metrics;
+use crate::routing::{
+    AgentId, Command, CommandError, ConversationId, Effect, Millis, Outcome, Reply,
+    RoutingSettings, SlaKind, SlaLevel,
+};
+use crate::store::{AgentRecord, ConversationRecord, ConversationState};
+use actix::{Actor, AsyncContext, Context, Handler, Message, SpawnHandle};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Applies one routing command (accept, reject, status, complete …).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Reply, CommandError>")]
+pub struct RunCommand(pub Command);
+
+/// Opens a conversation: the core's `Open` plus what the store keeps about it.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<ConversationId, CommandError>")]
+pub struct OpenConversation {
+    pub command: Command,
+    pub customer_id: String,
+    pub attributes: Map<String, Value>,
+    /// Principal of the connector that opens it (its owner).
+    pub owner: String,
+    /// The connector session to tell about assignment and SLA.
+    pub session_id: u64,
+}
+
+/// Logs an agent in from a session.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct LoginAgent {
+    pub agent_id: String,
+    pub name: Option<String>,
+    pub skills: BTreeMap<String, u8>,
+    pub capacity: Option<BTreeMap<String, u8>>,
+    pub max_total: Option<u8>,
+    pub session: SessionHandle,
+}
+
+/// The actor. See the module docs.
+pub struct RouterActor {
+    hub: Arc<Hub>,
+    timer: Option<SpawnHandle>,
+    armed_at: Option<Millis>,
+}
+
+impl RouterActor {
+    pub fn new(hub: Arc<Hub>) -> Self {
+        RouterActor {
+            hub,
+            timer: None,
+            armed_at: None,
+        }
+    }
+
+    /// One call into the core; returns its result, the drained effects and the next wake-up.
+    fn call(
+        &self,
+        now: Millis,
+        cmd: Command,
+    ) -> (Result<Reply, CommandError>, Vec<Effect>, Option<Millis>) {
+        let kind = cmd.kind();
+        let start = clock::instant();
+        let mut engine = self.hub.engine();
+        let result = engine.handle(now, cmd);
+        let effects = std::iter::from_fn(|| engine.poll_effect()).collect();
+        let next = engine.poll_timeout();
+        drop(engine);
+        metrics::decision_latency(kind, clock::elapsed_secs(start));
+        (result, effects, next)
+    }
+
+    fn finish(
+        &mut self,
+        ctx: &mut Context<Self>,
+        now: Millis,
+        effects: Vec<Effect>,
+        next: Option<Millis>,
+    ) {
+        for effect in effects {
+            metrics::observe_effect(&effect, &self.hub.settings, &self.hub.service_level);
+            self.apply(now, &effect);
+            let (kind, data) = event_of(&effect, &self.hub.settings);
+            self.hub.broadcast(&ServerFrame::Event {
+                kind,
+                at_ms: now,
+                data,
+            });
+        }
+        self.rearm(ctx, next);
+    }
+
+    fn rearm(&mut self, ctx: &mut Context<Self>, next: Option<Millis>) {
+        if next == self.armed_at && self.timer.is_some() {
+            return;
+        }
+        if let Some(handle) = self.timer.take() {
+            ctx.cancel_future(handle);
+        }
+        self.armed_at = next;
+        if let Some(at) = next {
+            let delay = Duration::from_millis(at.saturating_sub(clock::now_ms()));
+            self.timer = Some(ctx.run_later(delay, |act, ctx| {
+                act.timer = None;
+                act.armed_at = None;
+                act.on_timeout(ctx);
+            }));
+        }
+    }
+
+    fn on_timeout(&mut self, ctx: &mut Context<Self>) {
+        let now = clock::now_ms();
+        let start = clock::instant();
+        let mut engine = self.hub.engine();
+        engine.handle_timeout(now);
+        let effects: Vec<Effect> = std::iter::from_fn(|| engine.poll_effect()).collect();
+        let next = engine.poll_timeout();
+        drop(engine);
+        metrics::decision_latency("timeout", clock::elapsed_secs(start));
+        self.finish(ctx, now, effects, next);
+    }
+
+    /// Writes one effect to the store and tells the actors it concerns.
+    fn apply(&self, now: Millis, effect: &Effect) {
+        let hub = &self.hub;
+        let store = &hub.store;
+        let settings = &hub.settings;
+        match effect {
+            Effect::OfferMade {
+                offer,
+                conversation,
+                agent,
+                queue,
+                priority,
+                waited_ms,
+                expires_at,
+                ..
+            } => {
+                let queue_name = settings.queues[queue.0 as usize].name.clone();
+                store.update_conversation(*conversation, |r| {
+                    r.state = ConversationState::Offered;
+                    r.offer_id = Some(offer.to_string());
+                    r.queue = queue_name;
+                    r.priority = *priority;
+                });
+                store.update_agent(agent, |a| {
+                    a.offers.insert(offer.to_string(), conversation.to_string());
+                });
+                if let Some(addr) = hub.agent(agent) {
+                    addr.do_send(PushOffer {
+                        offer: *offer,
+                        conversation: *conversation,
+                        priority: *priority,
+                        waited_ms: *waited_ms,
+                        expires_in_ms: expires_at.saturating_sub(now),
+                    });
+                }
+            }
+            Effect::OfferEnded {
+                offer,
+                conversation,
+                agent,
+                reason,
+                ..
+            } => {
+                let offer_id = offer.to_string();
+                store.update_conversation(*conversation, |r| {
+                    if r.offer_id.as_deref() == Some(offer_id.as_str()) {
+                        r.offer_id = None;
+                        if r.state == ConversationState::Offered {
+                            r.state = ConversationState::Waiting;
+                        }
+                    }
+                });
+                store.update_agent(agent, |a| {
+                    a.offers.remove(&offer_id);
+                });
+                if let Some(addr) = hub.agent(agent) {
+                    addr.do_send(OfferWithdrawn {
+                        offer: *offer,
+                        conversation: *conversation,
+                        reason: reason.as_str(),
+                    });
+                }
+            }
+            Effect::Assigned {
+                conversation,
+                agent,
+                channel,
+                queue,
+                waited_ms,
+                answer_target_ms,
+            } => {
+                let conv_id = conversation.to_string();
+                store.update_conversation(*conversation, |r| {
+                    r.state = ConversationState::Assigned;
+                    r.agent_id = Some(agent.to_string());
+                    r.offer_id = None;
+                    r.assigned_at_ms = Some(now);
+                });
+                store.update_agent(agent, |a| {
+                    a.offers.retain(|_, c| *c != conv_id);
+                    if !a.conversations.contains(&conv_id) {
+                        a.conversations.push(conv_id.clone());
+                    }
+                });
+                if let Some(addr) = hub.agent(agent) {
+                    addr.do_send(ConversationTaken {
+                        conversation: *conversation,
+                    });
+                }
+                let channel_name = settings.channels[channel.0 as usize].name.clone();
+                hub.record_answer(
+                    &settings.queues[queue.0 as usize].name,
+                    &channel_name,
+                    answer_target_ms.is_none_or(|t| *waited_ms <= t),
+                );
+                self.notice(
+                    *conversation,
+                    ServerFrame::ConversationAssigned {
+                        conversation_id: conv_id,
+                        agent_id: agent.to_string(),
+                        channel: channel_name,
+                    },
+                );
+            }
+            Effect::AgentStatusChanged {
+                agent,
+                status,
+                reason,
+            } => {
+                store.update_agent(agent, |a| a.status = status.as_str());
+                if let Some(addr) = hub.agent(agent) {
+                    addr.do_send(AgentStatusPushed {
+                        status: status.as_str(),
+                        reason,
+                    });
+                }
+            }
+            Effect::Requeued {
+                conversation,
+                channel,
+                queue,
+                reason,
+            } => {
+                let queue_name = settings.queues[queue.0 as usize].name.clone();
+                let released = store
+                    .update_conversation(*conversation, |r| {
+                        r.state = ConversationState::Waiting;
+                        r.offer_id = None;
+                        r.queue = queue_name.clone();
+                        r.agent_id.take()
+                    })
+                    .flatten();
+                if let Some(agent) = released {
+                    self.release(&agent, *conversation, reason, false);
+                }
+                self.notice(
+                    *conversation,
+                    ServerFrame::ConversationRequeued {
+                        conversation_id: conversation.to_string(),
+                        channel: settings.channels[channel.0 as usize].name.clone(),
+                        queue: queue_name,
+                        reason,
+                    },
+                );
+            }
+            Effect::Sla {
+                conversation,
+                channel,
+                kind,
+                level,
+                waited_ms,
+                ..
+            } => {
+                self.notice(
+                    *conversation,
+                    ServerFrame::ConversationSla {
+                        conversation_id: conversation.to_string(),
+                        level: sla_level(*level),
+                        channel: settings.channels[channel.0 as usize].name.clone(),
+                        waited_ms: *waited_ms,
+                        kind: sla_kind(*kind),
+                    },
+                );
+            }
+            Effect::Widened { .. } | Effect::WrapUpEnded { .. } => {}
+            Effect::Overflowed {
+                conversation, to, ..
+            } => {
+                let to = settings.queues[to.0 as usize].name.clone();
+                store.update_conversation(*conversation, |r| r.queue = to);
+            }
+            Effect::ChannelSwitched {
+                conversation,
+                from,
+                to,
+                previous_agent,
+            } => {
+                let (from, to) = (
+                    settings.channels[from.0 as usize].name.clone(),
+                    settings.channels[to.0 as usize].name.clone(),
+                );
+                let released = store
+                    .update_conversation(*conversation, |r| {
+                        r.previous_channels.push(from);
+                        r.channel = to;
+                        let held = r.agent_id.take();
+                        r.previous_agent_id = previous_agent
+                            .as_ref()
+                            .map(|a| a.to_string())
+                            .or(held.clone())
+                            .or(r.previous_agent_id.take());
+                        r.state = ConversationState::Waiting;
+                        r.offer_id = None;
+                        r.agent_replied = false;
+                        held
+                    })
+                    .flatten();
+                if let Some(agent) = released {
+                    self.release(&agent, *conversation, "channel_switched", false);
+                }
+            }
+            Effect::Transferred {
+                conversation,
+                to_queue,
+                from_agent,
+                ..
+            } => {
+                let to = settings.queues[to_queue.0 as usize].name.clone();
+                store.update_conversation(*conversation, |r| {
+                    r.queue = to;
+                    r.agent_id = None;
+                    r.previous_agent_id = Some(from_agent.to_string());
+                    r.state = ConversationState::Waiting;
+                    r.offer_id = None;
+                });
+                self.release(from_agent, *conversation, "transferred", false);
+            }
+            Effect::Ended {
+                conversation,
+                outcome,
+                agent,
+                ..
+            } => {
+                let outcome = match outcome {
+                    Outcome::Completed => "completed",
+                    Outcome::Abandoned => "abandoned",
+                };
+                store.update_conversation(*conversation, |r| {
+                    r.state = ConversationState::Ended;
+                    r.outcome = Some(outcome);
+                    r.offer_id = None;
+                    r.ended_at_ms = Some(now);
+                });
+                if let Some(agent) = agent {
+                    self.release(agent, *conversation, outcome, true);
+                }
+                self.notice(
+                    *conversation,
+                    ServerFrame::ConversationEnded {
+                        conversation_id: conversation.to_string(),
+                        outcome,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Takes a conversation off an agent's list and tells its actor.
+    fn release(
+        &self,
+        agent: &str,
+        conversation: ConversationId,
+        reason: &'static str,
+        ended: bool,
+    ) {
+        let conv_id = conversation.to_string();
+        self.hub
+            .store
+            .update_agent(agent, |a| a.conversations.retain(|c| *c != conv_id));
+        if let Some(addr) = self.hub.agent(agent) {
+            addr.do_send(ConversationReleased {
+                conversation,
+                reason,
+                ended,
+            });
+        }
+    }
+
+    /// Hands a frame for the connector to the conversation's actor.
+    fn notice(&self, conversation: ConversationId, frame: ServerFrame) {
+        if let Some(addr) = self.hub.conversation(conversation) {
+            addr.do_send(ConversationNotice(frame));
+        }
+    }
+}
+
+fn sla_level(level: SlaLevel) -> &'static str {
+    match level {
+        SlaLevel::Warning => "warning",
+        SlaLevel::Breach => "breach",
+    }
+}
+
+fn sla_kind(kind: SlaKind) -> &'static str {
+    match kind {
+        SlaKind::Answer => "answer",
+        SlaKind::FirstResponse => "first_response",
+    }
+}
+
+/// The `event` frame of one effect: its kind and fields (names, never indexes).
+pub fn event_of(effect: &Effect, settings: &RoutingSettings) -> (&'static str, Map<String, Value>) {
+    let ch = |c: &crate::routing::ChannelId| settings.channels[c.0 as usize].name.clone();
+    let q = |q: &crate::routing::QueueId| settings.queues[q.0 as usize].name.clone();
+    let agent = |a: &AgentId| a.to_string();
+    let (kind, value) = match effect {
+        Effect::OfferMade {
+            offer,
+            conversation,
+            agent: a,
+            channel,
+            queue,
+            priority,
+            waited_ms,
+            ..
+        } => (
+            "offer_made",
+            json!({"offer_id": offer.to_string(), "conversation_id": conversation.to_string(), "agent_id": agent(a),
+                   "channel": ch(channel), "queue": q(queue), "priority": priority, "waited_ms": waited_ms}),
+        ),
+        Effect::OfferEnded {
+            offer,
+            conversation,
+            agent: a,
+            channel,
+            queue,
+            reason,
+        } => (
+            "offer_ended",
+            json!({"offer_id": offer.to_string(), "conversation_id": conversation.to_string(), "agent_id": agent(a),
+                   "channel": ch(channel), "queue": q(queue), "reason": reason.as_str()}),
+        ),
+        Effect::Assigned {
+            conversation,
+            agent: a,
+            channel,
+            queue,
+            waited_ms,
+            ..
+        } => (
+            "assigned",
+            json!({"conversation_id": conversation.to_string(), "agent_id": agent(a), "channel": ch(channel),
+                   "queue": q(queue), "waited_ms": waited_ms}),
+        ),
+        Effect::AgentStatusChanged {
+            agent: a,
+            status,
+            reason,
+        } => (
+            "agent_status",
+            json!({"agent_id": agent(a), "status": status.as_str(), "reason": reason}),
+        ),
+        Effect::Requeued {
+            conversation,
+            channel,
+            queue,
+            reason,
+        } => (
+            "requeued",
+            json!({"conversation_id": conversation.to_string(), "channel": ch(channel), "queue": q(queue), "reason": reason}),
+        ),
+        Effect::Sla {
+            conversation,
+            channel,
+            queue,
+            kind,
+            level,
+            waited_ms,
+        } => (
+            "sla",
+            json!({"conversation_id": conversation.to_string(), "channel": ch(channel), "queue": q(queue),
+                   "sla": sla_kind(*kind), "level": sla_level(*level), "waited_ms": waited_ms}),
+        ),
+        Effect::Widened {
+            conversation,
+            channel,
+            queue,
+            step,
+        } => (
+            "widened",
+            json!({"conversation_id": conversation.to_string(), "channel": ch(channel), "queue": q(queue), "step": step}),
+        ),
+        Effect::Overflowed {
+            conversation,
+            channel,
+            from,
+            to,
+        } => (
+            "overflowed",
+            json!({"conversation_id": conversation.to_string(), "channel": ch(channel), "from_queue": q(from), "to_queue": q(to)}),
+        ),
+        Effect::ChannelSwitched {
+            conversation,
+            from,
+            to,
+            previous_agent,
+        } => (
+            "channel_switched",
+            json!({"conversation_id": conversation.to_string(), "from_channel": ch(from), "to_channel": ch(to),
+                   "previous_agent_id": previous_agent.as_ref().map(agent)}),
+        ),
+        Effect::Transferred {
+            conversation,
+            channel,
+            from_queue,
+            to_queue,
+            from_agent,
+        } => (
+            "transferred",
+            json!({"conversation_id": conversation.to_string(), "channel": ch(channel), "from_queue": q(from_queue),
+                   "to_queue": q(to_queue), "from_agent_id": agent(from_agent)}),
+        ),
+        Effect::Ended {
+            conversation,
+            channel,
+            queue,
+            outcome,
+            waited_ms,
+            handle_ms,
+            agent: a,
+        } => (
+            "ended",
+            json!({"conversation_id": conversation.to_string(), "channel": ch(channel), "queue": q(queue),
+                   "outcome": match outcome { Outcome::Completed => "completed", Outcome::Abandoned => "abandoned" },
+                   "waited_ms": waited_ms, "handle_ms": handle_ms, "agent_id": a.as_ref().map(agent)}),
+        ),
+        Effect::WrapUpEnded {
+            agent: a,
+            conversation,
+            channel,
+        } => (
+            "wrap_up_ended",
+            json!({"agent_id": agent(a), "conversation_id": conversation.to_string(), "channel": ch(channel)}),
+        ),
+    };
+    match value {
+        Value::Object(map) => (kind, map),
+        _ => (kind, Map::new()),
+    }
+}
+
+impl Actor for RouterActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // A restarted router picks up the engine's pending deadlines.
+        let next = self.hub.engine().poll_timeout();
+        self.rearm(ctx, next);
+    }
+}
+
+impl Handler<RunCommand> for RouterActor {
+    type Result = Result<Reply, CommandError>;
+
+    fn handle(&mut self, msg: RunCommand, ctx: &mut Context<Self>) -> Self::Result {
+        let now = clock::now_ms();
+        let (result, effects, next) = self.call(now, msg.0);
+        self.finish(ctx, now, effects, next);
+        result
+    }
+}
+
+impl Handler<OpenConversation> for RouterActor {
+    type Result = Result<ConversationId, CommandError>;
+
+    fn handle(&mut self, msg: OpenConversation, ctx: &mut Context<Self>) -> Self::Result {
+        let now = clock::now_ms();
+        let (channel, queue, priority) = match &msg.command {
+            Command::Open {
+                channel,
+                queue,
+                priority,
+                ..
+            } => (channel.clone(), queue.clone(), *priority),
+            _ => (String::new(), None, None),
+        };
+        let (result, effects, next) = self.call(now, msg.command);
+        let opened = match result {
+            Ok(Reply::Opened(id)) => {
+                let queue = queue.unwrap_or_else(|| self.hub.settings.default_queue.clone());
+                metrics::conversation_opened(&self.hub.settings, &channel, Some(&queue));
+                let default_priority = self
+                    .hub
+                    .settings
+                    .queues
+                    .iter()
+                    .find(|q| q.name == queue)
+                    .map(|q| q.priority)
+                    .unwrap_or(0);
+                self.hub.store.insert_conversation(ConversationRecord::new(
+                    id,
+                    msg.customer_id,
+                    channel,
+                    queue,
+                    priority.unwrap_or(default_priority),
+                    msg.attributes,
+                    msg.owner,
+                    now,
+                ));
+                self.hub.spawn_conversation(id, Some(msg.session_id));
+                Ok(id)
+            }
+            Ok(Reply::Done) => Err(CommandError::InvalidState {
+                conversation: ConversationId(0),
+                state: "unopened",
+            }),
+            Err(e) => Err(e),
+        };
+        self.finish(ctx, now, effects, next);
+        opened
+    }
+}
+
+impl Handler<LoginAgent> for RouterActor {
+    type Result = Result<(), CommandError>;
+
+    fn handle(&mut self, msg: LoginAgent, ctx: &mut Context<Self>) -> Self::Result {
+        let now = clock::now_ms();
+        let agent: AgentId = msg.agent_id.as_str().into();
+        let command = Command::AgentLogin {
+            agent,
+            skills: msg.skills.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            capacity: msg
+                .capacity
+                .as_ref()
+                .map(|c| c.iter().map(|(k, v)| (k.clone(), *v)).collect()),
+            max_total: msg.max_total,
+        };
+        let (result, effects, next) = self.call(now, command);
+        if result.is_ok() {
+            let capacity = msg.capacity.clone().unwrap_or_else(|| {
+                self.hub
+                    .settings
+                    .channels
+                    .iter()
+                    .map(|c| (c.name.clone(), c.default_capacity))
+                    .collect()
+            });
+            self.hub.store.upsert_agent(AgentRecord {
+                id: msg.agent_id.clone(),
+                name: msg.name,
+                status: "available",
+                skills: msg.skills,
+                capacity,
+                max_total: msg.max_total,
+                conversations: Vec::new(),
+                offers: BTreeMap::new(),
+                connected: true,
+                logged_in_at_ms: now,
+            });
+            self.hub
+                .attach_agent_session(&msg.agent_id, msg.session.clone());
+            if let Some(addr) = self.hub.agent(&msg.agent_id) {
+                addr.do_send(AttachSession(msg.session));
+            }
+        }
+        self.finish(ctx, now, effects, next);
+        result.map(|_| ())
+    }
+}
+
+impl Handler<InjectPanic> for RouterActor {
+    type Result = ();
+
+    #[allow(clippy::panic)]
+    fn handle(&mut self, _: InjectPanic, _: &mut Context<Self>) {
+        tracing::warn!("fault injection: the router panics now");
+        panic!("injected fault in the router actor");
+    }
+}

@@ -1,0 +1,662 @@
+//! Wire contract v1: every WebSocket frame, in one place.
+//!
+//! Client frames are `#[serde(tag = "type")]` enums whose payload structs use
+//! `#[serde(deny_unknown_fields)]`; server frames are serialized the same way.
+//! [`parse_client_frame`] turns raw text into a frame or an [`ProtocolError`]
+//! with a stable code. This module must never rename a frame or a field that
+//! the wire contract in `docs/protocol.md` names, and never does I/O.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// Stable error codes sent in `error` frames and used as the `code` metric label.
+pub mod codes {
+    pub const MALFORMED_JSON: &str = "malformed_json";
+    pub const BAD_FRAME: &str = "bad_frame";
+    pub const UNKNOWN_TYPE: &str = "unknown_type";
+    pub const MISSING_FIELD: &str = "missing_field";
+    pub const UNKNOWN_FIELD: &str = "unknown_field";
+    pub const INVALID_FIELD: &str = "invalid_field";
+    pub const FRAME_TOO_LARGE: &str = "frame_too_large";
+    pub const BINARY_FRAME: &str = "binary_frame";
+    pub const WRONG_ROLE: &str = "wrong_role";
+    pub const FORBIDDEN: &str = "forbidden";
+    pub const NOT_LOGGED_IN: &str = "not_logged_in";
+    pub const UNKNOWN_CONVERSATION: &str = "unknown_conversation";
+    pub const UNKNOWN_OFFER: &str = "unknown_offer";
+    pub const UNKNOWN_AGENT: &str = "unknown_agent";
+    pub const UNKNOWN_CHANNEL: &str = "unknown_channel";
+    pub const UNKNOWN_QUEUE: &str = "unknown_queue";
+    pub const INVALID_STATE: &str = "invalid_state";
+    pub const UNAVAILABLE: &str = "unavailable";
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const INTERNAL: &str = "internal";
+
+    /// Every code the server can send (the routing core's codes included).
+    pub const ALL: &[&str] = &[
+        MALFORMED_JSON,
+        BAD_FRAME,
+        UNKNOWN_TYPE,
+        MISSING_FIELD,
+        UNKNOWN_FIELD,
+        INVALID_FIELD,
+        FRAME_TOO_LARGE,
+        BINARY_FRAME,
+        WRONG_ROLE,
+        FORBIDDEN,
+        NOT_LOGGED_IN,
+        UNKNOWN_CONVERSATION,
+        UNKNOWN_OFFER,
+        UNKNOWN_AGENT,
+        UNKNOWN_CHANNEL,
+        UNKNOWN_QUEUE,
+        INVALID_STATE,
+        UNAVAILABLE,
+        UNAUTHORIZED,
+        NOT_FOUND,
+        INTERNAL,
+        "bad_skill_level",
+        "too_many_skills",
+    ];
+}
+
+/// Who a token belongs to; decides which frames a connection may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Connector,
+    Agent,
+    Supervisor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Connector => "connector",
+            Role::Agent => "agent",
+            Role::Supervisor => "supervisor",
+        }
+    }
+}
+
+/// Who sent a transcript line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Speaker {
+    Customer,
+    Agent,
+}
+
+/// `conversation.open`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenConversation {
+    pub customer_id: String,
+    pub channel: String,
+    #[serde(default)]
+    pub queue: Option<String>,
+    #[serde(default)]
+    pub skills: Option<BTreeMap<String, u8>>,
+    #[serde(default)]
+    pub priority: Option<i32>,
+    #[serde(default)]
+    pub preferred_agent_id: Option<String>,
+    #[serde(default)]
+    pub attributes: Option<Map<String, Value>>,
+}
+
+/// `conversation.message`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostMessage {
+    pub conversation_id: String,
+    pub from: Speaker,
+    pub text: String,
+}
+
+/// `conversation.switch_channel`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchChannel {
+    pub conversation_id: String,
+    pub channel: String,
+}
+
+/// `conversation.abandon`, `conversation.close`, `conversation.complete`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationRef {
+    pub conversation_id: String,
+}
+
+/// `conversation.transfer`: exactly one of `queue` or `agent_id`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transfer {
+    pub conversation_id: String,
+    #[serde(default)]
+    pub queue: Option<String>,
+    #[serde(default)]
+    pub agent_id: Option<String>,
+}
+
+/// `agent.login`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentLogin {
+    pub agent_id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub skills: BTreeMap<String, u8>,
+    #[serde(default)]
+    pub capacity: Option<BTreeMap<String, u8>>,
+    /// Extension: cap on all channels together (1 makes a voice call exclusive).
+    #[serde(default)]
+    pub max_total: Option<u8>,
+}
+
+/// Presence an agent may set for itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WireStatus {
+    Available,
+    Away,
+    Offline,
+}
+
+/// `agent.status`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetStatus {
+    pub status: WireStatus,
+}
+
+/// `offer.accept`, `offer.reject`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfferRef {
+    pub offer_id: String,
+}
+
+/// Frames with no payload (`subscribe`, `stats`, `agent.heartbeat`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+/// Every frame a client may send.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type")]
+pub enum ClientFrame {
+    #[serde(rename = "conversation.open")]
+    ConversationOpen(OpenConversation),
+    #[serde(rename = "conversation.message")]
+    ConversationMessage(PostMessage),
+    #[serde(rename = "conversation.switch_channel")]
+    ConversationSwitchChannel(SwitchChannel),
+    #[serde(rename = "conversation.abandon")]
+    ConversationAbandon(ConversationRef),
+    #[serde(rename = "conversation.close")]
+    ConversationClose(ConversationRef),
+    #[serde(rename = "agent.login")]
+    AgentLogin(AgentLogin),
+    #[serde(rename = "agent.status")]
+    AgentStatus(SetStatus),
+    #[serde(rename = "agent.heartbeat")]
+    AgentHeartbeat(Empty),
+    #[serde(rename = "offer.accept")]
+    OfferAccept(OfferRef),
+    #[serde(rename = "offer.reject")]
+    OfferReject(OfferRef),
+    #[serde(rename = "conversation.complete")]
+    ConversationComplete(ConversationRef),
+    #[serde(rename = "conversation.transfer")]
+    ConversationTransfer(Transfer),
+    #[serde(rename = "subscribe")]
+    Subscribe(Empty),
+    #[serde(rename = "stats")]
+    Stats(Empty),
+}
+
+/// Every client frame type with the roles allowed to send it.
+pub const CLIENT_TYPES: &[(&str, &[Role])] = &[
+    ("conversation.open", &[Role::Connector]),
+    ("conversation.message", &[Role::Connector, Role::Agent]),
+    ("conversation.switch_channel", &[Role::Connector]),
+    ("conversation.abandon", &[Role::Connector]),
+    ("conversation.close", &[Role::Connector]),
+    ("agent.login", &[Role::Agent]),
+    ("agent.status", &[Role::Agent]),
+    ("agent.heartbeat", &[Role::Agent]),
+    ("offer.accept", &[Role::Agent]),
+    ("offer.reject", &[Role::Agent]),
+    ("conversation.complete", &[Role::Agent]),
+    ("conversation.transfer", &[Role::Agent]),
+    ("subscribe", &[Role::Supervisor]),
+    ("stats", &[Role::Supervisor]),
+];
+
+/// A request that could not be turned into a [`ClientFrame`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProtocolError {
+    /// The request's `req_id`, when it could be read.
+    pub req_id: Option<Value>,
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// A parsed request: its frame and the `req_id` to echo.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub req_id: Option<Value>,
+    pub frame: ClientFrame,
+}
+
+/// Parses one text frame sent by a client with `role`. The caller has
+/// already checked the frame's size.
+pub fn parse_client_frame(text: &str, role: Role) -> Result<Request, ProtocolError> {
+    let err = |req_id: Option<Value>, code: &'static str, message: String| ProtocolError {
+        req_id,
+        code,
+        message,
+    };
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| err(None, codes::MALFORMED_JSON, format!("malformed json: {e}")))?;
+    let Value::Object(mut map) = value else {
+        return Err(err(
+            None,
+            codes::BAD_FRAME,
+            "a frame must be a json object".into(),
+        ));
+    };
+    let req_id = match map.remove("req_id") {
+        None | Some(Value::Null) => None,
+        Some(v @ (Value::String(_) | Value::Number(_))) => Some(v),
+        Some(_) => {
+            return Err(err(
+                None,
+                codes::INVALID_FIELD,
+                "req_id must be a string or a number".into(),
+            ))
+        }
+    };
+    let kind = match map.get("type") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            return Err(err(
+                req_id,
+                codes::INVALID_FIELD,
+                "type must be a string".into(),
+            ))
+        }
+        None => {
+            return Err(err(
+                req_id,
+                codes::MISSING_FIELD,
+                "missing field `type`".into(),
+            ))
+        }
+    };
+    let Some((_, roles)) = CLIENT_TYPES.iter().find(|(name, _)| *name == kind) else {
+        return Err(err(
+            req_id,
+            codes::UNKNOWN_TYPE,
+            format!("unknown frame type `{kind}`"),
+        ));
+    };
+    if !roles.contains(&role) {
+        return Err(err(
+            req_id,
+            codes::WRONG_ROLE,
+            format!("a {} connection may not send `{kind}`", role.as_str()),
+        ));
+    }
+    match serde_json::from_value::<ClientFrame>(Value::Object(map)) {
+        Ok(frame) => Ok(Request { req_id, frame }),
+        Err(e) => {
+            let message = e.to_string();
+            let code = if message.starts_with("missing field") {
+                codes::MISSING_FIELD
+            } else if message.starts_with("unknown field") {
+                codes::UNKNOWN_FIELD
+            } else {
+                codes::INVALID_FIELD
+            };
+            Err(err(req_id, code, format!("{kind}: {message}")))
+        }
+    }
+}
+
+/// One transcript line as it appears in frames and in the REST API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TranscriptLine {
+    pub from: Speaker,
+    pub text: String,
+    pub at_ms: u64,
+    pub channel: String,
+}
+
+/// One of the customer's other conversations, in an offer's context.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub conversation_id: String,
+    pub channel: String,
+    pub state: String,
+    pub opened_at: u64,
+}
+
+/// What an agent needs to pick up a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OfferContext {
+    pub transcript: Vec<TranscriptLine>,
+    pub attributes: Map<String, Value>,
+    pub previous_channels: Vec<String>,
+    pub previous_agent_id: Option<String>,
+    pub customer_history: Vec<HistoryEntry>,
+}
+
+/// Every frame the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type")]
+pub enum ServerFrame {
+    #[serde(rename = "ack")]
+    Ack {
+        req_id: Option<Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        conversation_id: Option<String>,
+    },
+    #[serde(rename = "error")]
+    Error {
+        req_id: Option<Value>,
+        code: &'static str,
+        message: String,
+    },
+    #[serde(rename = "offer")]
+    Offer {
+        offer_id: String,
+        conversation_id: String,
+        customer_id: String,
+        channel: String,
+        queue: String,
+        priority: i32,
+        waited_ms: u64,
+        expires_in_ms: u64,
+        context: OfferContext,
+    },
+    /// Extension: an offer ended without being accepted; drop it from the desktop.
+    #[serde(rename = "offer.ended")]
+    OfferEnded {
+        offer_id: String,
+        conversation_id: String,
+        reason: &'static str,
+    },
+    /// The agent's presence changed without it asking (offer timeout, grace expiry).
+    #[serde(rename = "agent.status")]
+    AgentStatus {
+        agent_id: String,
+        status: &'static str,
+        reason: &'static str,
+    },
+    #[serde(rename = "conversation.assigned")]
+    ConversationAssigned {
+        conversation_id: String,
+        agent_id: String,
+        channel: String,
+    },
+    #[serde(rename = "conversation.sla")]
+    ConversationSla {
+        conversation_id: String,
+        level: &'static str,
+        channel: String,
+        waited_ms: u64,
+        /// Extension: `answer` or `first_response`.
+        kind: &'static str,
+    },
+    /// A transcript line relayed to the other side of the conversation.
+    #[serde(rename = "conversation.message")]
+    ConversationMessage {
+        conversation_id: String,
+        from: Speaker,
+        text: String,
+        at_ms: u64,
+        channel: String,
+    },
+    /// Extension: the conversation left routing for good (`completed` or `abandoned`).
+    #[serde(rename = "conversation.ended")]
+    ConversationEnded {
+        conversation_id: String,
+        outcome: &'static str,
+    },
+    /// Extension: the conversation went back to the queue (sent to the connector).
+    #[serde(rename = "conversation.requeued")]
+    ConversationRequeued {
+        conversation_id: String,
+        channel: String,
+        queue: String,
+        reason: &'static str,
+    },
+    /// One state change, for subscribed supervisors.
+    #[serde(rename = "event")]
+    Event {
+        kind: &'static str,
+        at_ms: u64,
+        #[serde(flatten)]
+        data: Map<String, Value>,
+    },
+    #[serde(rename = "stats")]
+    Stats {
+        req_id: Option<Value>,
+        queues: Vec<Value>,
+        agents: Value,
+        channels: Value,
+    },
+}
+
+impl ServerFrame {
+    /// The frame's `type`, for the messages metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerFrame::Ack { .. } => "ack",
+            ServerFrame::Error { .. } => "error",
+            ServerFrame::Offer { .. } => "offer",
+            ServerFrame::OfferEnded { .. } => "offer.ended",
+            ServerFrame::AgentStatus { .. } => "agent.status",
+            ServerFrame::ConversationAssigned { .. } => "conversation.assigned",
+            ServerFrame::ConversationSla { .. } => "conversation.sla",
+            ServerFrame::ConversationMessage { .. } => "conversation.message",
+            ServerFrame::ConversationEnded { .. } => "conversation.ended",
+            ServerFrame::ConversationRequeued { .. } => "conversation.requeued",
+            ServerFrame::Event { .. } => "event",
+            ServerFrame::Stats { .. } => "stats",
+        }
+    }
+
+    /// The frame as JSON text. Serializing these types cannot fail (string
+    /// keys only); should it ever, an `internal` error frame is sent instead.
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(r#"{{"type":"error","req_id":null,"code":"internal","message":"cannot encode frame: {e}"}}"#)
+        })
+    }
+
+    /// An `error` frame.
+    pub fn error(req_id: Option<Value>, code: &'static str, message: impl Into<String>) -> Self {
+        ServerFrame::Error {
+            req_id,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl ClientFrame {
+    /// The frame's `type`, for the messages metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientFrame::ConversationOpen(_) => "conversation.open",
+            ClientFrame::ConversationMessage(_) => "conversation.message",
+            ClientFrame::ConversationSwitchChannel(_) => "conversation.switch_channel",
+            ClientFrame::ConversationAbandon(_) => "conversation.abandon",
+            ClientFrame::ConversationClose(_) => "conversation.close",
+            ClientFrame::AgentLogin(_) => "agent.login",
+            ClientFrame::AgentStatus(_) => "agent.status",
+            ClientFrame::AgentHeartbeat(_) => "agent.heartbeat",
+            ClientFrame::OfferAccept(_) => "offer.accept",
+            ClientFrame::OfferReject(_) => "offer.reject",
+            ClientFrame::ConversationComplete(_) => "conversation.complete",
+            ClientFrame::ConversationTransfer(_) => "conversation.transfer",
+            ClientFrame::Subscribe(_) => "subscribe",
+            ClientFrame::Stats(_) => "stats",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str, role: Role) -> &'static str {
+        parse_client_frame(text, role)
+            .expect_err("should be refused")
+            .code
+    }
+
+    #[test]
+    fn parses_open_with_req_id() {
+        let r = parse_client_frame(
+            r#"{"type":"conversation.open","req_id":7,"customer_id":"cu-1","channel":"chat","skills":{"billing":2}}"#,
+            Role::Connector,
+        )
+        .expect("valid frame");
+        assert_eq!(r.req_id, Some(Value::from(7)));
+        match r.frame {
+            ClientFrame::ConversationOpen(o) => {
+                assert_eq!(o.customer_id, "cu-1");
+                assert_eq!(o.skills.and_then(|s| s.get("billing").copied()), Some(2));
+            }
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_bad_input_class_has_its_code() {
+        assert_eq!(code("{not json", Role::Connector), codes::MALFORMED_JSON);
+        assert_eq!(code("[1,2]", Role::Connector), codes::BAD_FRAME);
+        assert_eq!(
+            code(r#"{"req_id":1}"#, Role::Connector),
+            codes::MISSING_FIELD
+        );
+        assert_eq!(
+            code(r#"{"type":"nope"}"#, Role::Connector),
+            codes::UNKNOWN_TYPE
+        );
+        assert_eq!(
+            code(
+                r#"{"type":"conversation.open","channel":"chat"}"#,
+                Role::Connector
+            ),
+            codes::MISSING_FIELD
+        );
+        assert_eq!(
+            code(
+                r#"{"type":"conversation.open","customer_id":"a","channel":"chat","x":1}"#,
+                Role::Connector
+            ),
+            codes::UNKNOWN_FIELD
+        );
+        assert_eq!(
+            code(
+                r#"{"type":"conversation.open","customer_id":5,"channel":"chat"}"#,
+                Role::Connector
+            ),
+            codes::INVALID_FIELD
+        );
+        assert_eq!(
+            code(
+                r#"{"type":"offer.accept","offer_id":"o-1"}"#,
+                Role::Connector
+            ),
+            codes::WRONG_ROLE
+        );
+        assert_eq!(
+            code(r#"{"type":"subscribe","req_id":{"a":1}}"#, Role::Supervisor),
+            codes::INVALID_FIELD
+        );
+    }
+
+    #[test]
+    fn req_id_is_echoed_in_errors() {
+        let e = parse_client_frame(r#"{"type":"nope","req_id":"abc"}"#, Role::Agent)
+            .expect_err("unknown type");
+        assert_eq!(e.req_id, Some(Value::from("abc")));
+    }
+
+    #[test]
+    fn every_client_type_parses_for_its_role() {
+        let samples = [
+            (
+                r#"{"type":"conversation.message","conversation_id":"c-1","from":"customer","text":"hi"}"#,
+                Role::Connector,
+            ),
+            (
+                r#"{"type":"conversation.switch_channel","conversation_id":"c-1","channel":"voice"}"#,
+                Role::Connector,
+            ),
+            (
+                r#"{"type":"conversation.abandon","conversation_id":"c-1"}"#,
+                Role::Connector,
+            ),
+            (
+                r#"{"type":"conversation.close","conversation_id":"c-1"}"#,
+                Role::Connector,
+            ),
+            (
+                r#"{"type":"agent.login","agent_id":"a1","skills":{},"capacity":{"chat":2}}"#,
+                Role::Agent,
+            ),
+            (r#"{"type":"agent.status","status":"away"}"#, Role::Agent),
+            (r#"{"type":"agent.heartbeat"}"#, Role::Agent),
+            (r#"{"type":"offer.accept","offer_id":"o-1"}"#, Role::Agent),
+            (r#"{"type":"offer.reject","offer_id":"o-1"}"#, Role::Agent),
+            (
+                r#"{"type":"conversation.complete","conversation_id":"c-1"}"#,
+                Role::Agent,
+            ),
+            (
+                r#"{"type":"conversation.transfer","conversation_id":"c-1","queue":"general"}"#,
+                Role::Agent,
+            ),
+            (r#"{"type":"subscribe"}"#, Role::Supervisor),
+            (r#"{"type":"stats"}"#, Role::Supervisor),
+        ];
+        for (text, role) in samples {
+            let r = parse_client_frame(text, role).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let v: Value = serde_json::from_str(text).expect("json");
+            assert_eq!(Some(r.frame.kind()), v["type"].as_str());
+        }
+    }
+
+    #[test]
+    fn server_frames_carry_their_type() {
+        let f = ServerFrame::ConversationAssigned {
+            conversation_id: "c-1".into(),
+            agent_id: "a".into(),
+            channel: "chat".into(),
+        };
+        let v: Value = serde_json::from_str(&f.to_text()).expect("json");
+        assert_eq!(v["type"], "conversation.assigned");
+        assert_eq!(v["agent_id"], "a");
+        let mut data = Map::new();
+        data.insert("conversation_id".into(), Value::from("c-1"));
+        let e = ServerFrame::Event {
+            kind: "assigned",
+            at_ms: 5,
+            data,
+        };
+        let v: Value = serde_json::from_str(&e.to_text()).expect("json");
+        assert_eq!(v["kind"], "assigned");
+        assert_eq!(v["conversation_id"], "c-1");
+    }
+}

@@ -1,0 +1,603 @@
+//! `GET /v1/ws`: one WebSocket session per connection.
+//!
+//! The token is checked before the upgrade (401 otherwise). Each connection
+//! then runs ONE `select!` loop over: its inbound frames, its bounded
+//! outbound queue (actors push frames with `try_send`; a full queue means the
+//! client does not read, and it is closed with a reason — the router never
+//! waits on it), a heartbeat ping with a client timeout, and the server's
+//! shutdown signal. A frame's size is checked before it is parsed; a bad
+//! frame gets an `error` frame and the connection stays open, except an
+//! oversize or binary frame, which is answered and then closed.
+//!
+//! Authorization lives here: an agent session acts only as the agent it
+//! logged in as, a connector only on conversations it opened (owner = its
+//! token's name), a supervisor only reads. This module must never `unwrap()`
+//! a send, never block the loop on anything but its own socket, and never
+//! decide routing.
+
+use super::auth::Principal;
+use super::error::ApiError;
+use super::http::{stats_frame, AppState};
+use super::protocol::{
+    codes, parse_client_frame, ClientFrame, Request, Role, ServerFrame, Speaker, WireStatus,
+};
+use crate::actors::agent::SessionClosed;
+use crate::actors::conversation::PostLine;
+use crate::actors::router::{LoginAgent, OpenConversation, RunCommand};
+use crate::actors::{Hub, KillSwitch, SessionHandle};
+use crate::clock;
+use crate::metrics::{self, Direction};
+use crate::routing::{
+    AgentStatus, Command, CommandError, ConversationId, OfferId, Reply, TransferTarget,
+};
+use crate::store::ConversationRecord;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError, Session};
+use serde_json::Map;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Limits of one WebSocket connection (from `[server]`).
+#[derive(Debug, Clone, Copy)]
+pub struct WsLimits {
+    pub max_frame_bytes: usize,
+    pub outbound_buffer_frames: usize,
+    pub heartbeat_interval: Duration,
+    pub client_timeout: Duration,
+}
+
+/// Close reason sent on server shutdown.
+pub const SHUTDOWN_REASON: &str = "shutdown";
+
+/// Upgrades an authenticated request and spawns its session loop.
+pub async fn ws_route(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let principal = match state.auth.authenticate(&req) {
+        Ok(p) => p,
+        Err(e) => {
+            metrics::error(e.code());
+            return Err(e.into());
+        }
+    };
+    if *state.shutdown.borrow() {
+        return Err(ApiError::Unavailable("shutting down".into()).into());
+    }
+    let limits = state.limits;
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    // The codec refuses only frames far over the limit; frames just over it
+    // are read and refused here, with an error frame and a clear close reason.
+    let codec_limit = limits
+        .max_frame_bytes
+        .saturating_mul(2)
+        .max(limits.max_frame_bytes + 1024);
+    let stream = stream
+        .max_frame_size(codec_limit)
+        .aggregate_continuations()
+        .max_continuation_size(codec_limit);
+    let hub = Arc::clone(&state.hub);
+    let shutdown = state.shutdown.clone();
+    actix_web::rt::spawn(run_session(
+        hub, limits, principal, session, stream, shutdown,
+    ));
+    Ok(response)
+}
+
+/// What a handled request answers.
+enum Answer {
+    Ack(Option<String>),
+    Frame(Box<ServerFrame>),
+}
+
+/// Why a request was refused: a stable code and a human message.
+#[derive(Debug)]
+struct Refusal {
+    code: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<CommandError> for Refusal {
+    fn from(e: CommandError) -> Self {
+        Refusal {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The per-connection state the loop's request handler needs.
+struct Conn {
+    hub: Arc<Hub>,
+    principal: Principal,
+    handle: SessionHandle,
+    /// The agent this session logged in as.
+    agent: Option<String>,
+}
+
+async fn run_session(
+    hub: Arc<Hub>,
+    limits: WsLimits,
+    principal: Principal,
+    mut session: Session,
+    mut stream: actix_ws::AggregatedMessageStream,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let id = hub.next_session_id();
+    let role = principal.role;
+    let (tx, mut rx) = mpsc::channel::<String>(limits.outbound_buffer_frames.max(1));
+    let kill = Arc::new(KillSwitch::default());
+    let handle = SessionHandle::new(id, role, principal.name.clone(), tx, Arc::clone(&kill));
+    if role == Role::Connector {
+        hub.add_connector(handle.clone());
+    }
+    hub.session_opened();
+    metrics::ws_connections(role.as_str(), 1);
+    tracing::debug!(session = id, role = role.as_str(), client = %principal.name, "websocket session opened");
+    let mut conn = Conn {
+        hub: Arc::clone(&hub),
+        principal,
+        handle,
+        agent: None,
+    };
+    let mut last_seen = clock::instant();
+    let mut heartbeat = tokio::time::interval(limits.heartbeat_interval);
+    heartbeat.tick().await;
+
+    let close: Option<CloseReason> = loop {
+        tokio::select! {
+            biased;
+            _ = kill.tripped() => {
+                break Some(reason(CloseCode::Policy, kill.reason().unwrap_or("closed by server")));
+            }
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    flush(&mut session, &mut rx).await;
+                    break Some(reason(CloseCode::Away, SHUTDOWN_REASON));
+                }
+            }
+            Some(text) = rx.recv() => {
+                tokio::select! {
+                    sent = session.text(text) => if sent.is_err() { break None },
+                    _ = kill.tripped() => break Some(reason(CloseCode::Policy, kill.reason().unwrap_or("closed by server"))),
+                }
+            }
+            _ = heartbeat.tick() => {
+                if last_seen.elapsed() > limits.client_timeout {
+                    break Some(reason(CloseCode::Away, "client timeout"));
+                }
+                if session.ping(b"").await.is_err() {
+                    break None;
+                }
+            }
+            msg = stream.recv() => {
+                last_seen = clock::instant();
+                match msg {
+                    None => break None,
+                    Some(Err(ProtocolError::Overflow)) => {
+                        refuse_and_close(&mut session, &mut rx, codes::FRAME_TOO_LARGE, "frame is larger than max_frame_bytes").await;
+                        break Some(reason(CloseCode::Size, "frame too large"));
+                    }
+                    Some(Err(e)) => {
+                        metrics::error(codes::BAD_FRAME);
+                        tracing::debug!(session = id, error = %e, "websocket protocol error");
+                        break Some(reason(CloseCode::Protocol, "protocol error"));
+                    }
+                    Some(Ok(AggregatedMessage::Text(text))) => {
+                        if text.len() > limits.max_frame_bytes {
+                            refuse_and_close(&mut session, &mut rx, codes::FRAME_TOO_LARGE, &format!(
+                                "frame of {} bytes is larger than max_frame_bytes ({})", text.len(), limits.max_frame_bytes)).await;
+                            break Some(reason(CloseCode::Size, "frame too large"));
+                        }
+                        conn.on_text(&text).await;
+                    }
+                    Some(Ok(AggregatedMessage::Binary(_))) => {
+                        refuse_and_close(&mut session, &mut rx, codes::BINARY_FRAME, "binary frames are not supported; send JSON text").await;
+                        break Some(reason(CloseCode::Unsupported, "binary frames are not supported"));
+                    }
+                    Some(Ok(AggregatedMessage::Ping(bytes))) => {
+                        if session.pong(&bytes).await.is_err() {
+                            break None;
+                        }
+                    }
+                    Some(Ok(AggregatedMessage::Pong(_))) => {}
+                    Some(Ok(AggregatedMessage::Close(_))) => {
+                        flush(&mut session, &mut rx).await;
+                        break Some(reason(CloseCode::Normal, "bye"));
+                    }
+                }
+            }
+        }
+    };
+
+    conn.cleanup();
+    hub.session_closed();
+    metrics::ws_connections(role.as_str(), -1);
+    tracing::debug!(session = id, reason = ?close, "websocket session closed");
+    // A client that does not read may never take the close frame: bounded wait.
+    let _ = tokio::time::timeout(Duration::from_secs(1), session.close(close)).await;
+}
+
+fn reason(code: CloseCode, description: &str) -> CloseReason {
+    CloseReason {
+        code,
+        description: Some(description.to_string()),
+    }
+}
+
+/// Writes what is queued for the client, for at most one second.
+async fn flush(session: &mut Session, rx: &mut mpsc::Receiver<String>) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Ok(text) = rx.try_recv() {
+            if session.text(text).await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Sends queued frames and an error frame, before the caller closes.
+async fn refuse_and_close(
+    session: &mut Session,
+    rx: &mut mpsc::Receiver<String>,
+    code: &'static str,
+    message: &str,
+) {
+    metrics::error(code);
+    metrics::ws_message(Direction::In, "invalid");
+    flush(session, rx).await;
+    let frame = ServerFrame::error(None, code, message);
+    metrics::ws_message(Direction::Out, frame.kind());
+    let _ = tokio::time::timeout(Duration::from_secs(1), session.text(frame.to_text())).await;
+}
+
+impl Conn {
+    async fn on_text(&mut self, text: &str) {
+        let (req_id, result) = match parse_client_frame(text, self.principal.role) {
+            Err(e) => {
+                metrics::ws_message(Direction::In, "invalid");
+                (e.req_id, Err(Refusal::new(e.code, e.message)))
+            }
+            Ok(Request { req_id, frame }) => {
+                metrics::ws_message(Direction::In, frame.kind());
+                (req_id, self.dispatch(frame).await)
+            }
+        };
+        let frame = match result {
+            Ok(Answer::Ack(conversation_id)) => ServerFrame::Ack {
+                req_id,
+                conversation_id,
+            },
+            Ok(Answer::Frame(frame)) => match *frame {
+                ServerFrame::Stats {
+                    queues,
+                    agents,
+                    channels,
+                    ..
+                } => ServerFrame::Stats {
+                    req_id,
+                    queues,
+                    agents,
+                    channels,
+                },
+                other => other,
+            },
+            Err(refusal) => {
+                metrics::error(refusal.code);
+                ServerFrame::Error {
+                    req_id,
+                    code: refusal.code,
+                    message: refusal.message,
+                }
+            }
+        };
+        self.handle.push(&frame);
+    }
+
+    async fn dispatch(&mut self, frame: ClientFrame) -> Result<Answer, Refusal> {
+        match frame {
+            ClientFrame::ConversationOpen(o) => {
+                let command = Command::Open {
+                    channel: o.channel,
+                    queue: o.queue,
+                    skills: o.skills.unwrap_or_default().into_iter().collect(),
+                    priority: o.priority,
+                    preferred_agent: o.preferred_agent_id.map(|a| a.as_str().into()),
+                };
+                let msg = OpenConversation {
+                    command,
+                    customer_id: o.customer_id,
+                    attributes: o.attributes.unwrap_or_else(Map::new),
+                    owner: self.principal.name.clone(),
+                    session_id: self.handle.id,
+                };
+                let id = route(&self.hub, msg).await??;
+                Ok(Answer::Ack(Some(id.to_string())))
+            }
+            ClientFrame::ConversationMessage(m) => {
+                let (id, record) = self.known_conversation(&m.conversation_id)?;
+                let by_agent = match self.principal.role {
+                    Role::Agent => {
+                        let me = self.me()?;
+                        if record.agent_id.as_deref() != Some(me.as_str())
+                            || m.from != Speaker::Agent
+                        {
+                            return Err(Refusal::new(
+                                codes::FORBIDDEN,
+                                format!("conversation {id} is not assigned to you"),
+                            ));
+                        }
+                        Some(me)
+                    }
+                    _ => {
+                        self.owns(&record)?;
+                        None
+                    }
+                };
+                let msg = PostLine {
+                    from: m.from,
+                    text: m.text,
+                    by_agent,
+                };
+                for attempt in 0..2 {
+                    let addr = self.hub.conversation(id).ok_or_else(|| {
+                        Refusal::new(codes::INVALID_STATE, format!("conversation {id} has ended"))
+                    })?;
+                    match addr.send(msg.clone()).await {
+                        Ok(result) => {
+                            result?;
+                            return Ok(Answer::Ack(None));
+                        }
+                        Err(_) if attempt == 0 => continue,
+                        Err(_) => break,
+                    }
+                }
+                Err(Refusal::new(
+                    codes::UNAVAILABLE,
+                    "the conversation is restarting; try again",
+                ))
+            }
+            ClientFrame::ConversationSwitchChannel(s) => {
+                let (id, record) = self.known_conversation(&s.conversation_id)?;
+                self.owns(&record)?;
+                self.run(Command::SwitchChannel {
+                    conversation: id,
+                    channel: s.channel,
+                })
+                .await
+            }
+            ClientFrame::ConversationAbandon(c) => {
+                let (id, record) = self.known_conversation(&c.conversation_id)?;
+                self.owns(&record)?;
+                self.run(Command::Abandon { conversation: id }).await
+            }
+            ClientFrame::ConversationClose(c) => {
+                let (id, record) = self.known_conversation(&c.conversation_id)?;
+                self.owns(&record)?;
+                self.run(Command::Close { conversation: id }).await
+            }
+            ClientFrame::AgentLogin(l) => {
+                if let Some(bound) = &self.principal.agent_id {
+                    if *bound != l.agent_id {
+                        return Err(Refusal::new(
+                            codes::FORBIDDEN,
+                            "this token may not log in as that agent",
+                        ));
+                    }
+                }
+                if let Some(current) = &self.agent {
+                    if *current != l.agent_id {
+                        return Err(Refusal::new(
+                            codes::INVALID_STATE,
+                            format!(
+                                "this session is logged in as `{current}`; open another connection"
+                            ),
+                        ));
+                    }
+                }
+                if l.agent_id.is_empty() {
+                    return Err(Refusal::new(
+                        codes::INVALID_FIELD,
+                        "agent_id must not be empty",
+                    ));
+                }
+                let msg = LoginAgent {
+                    agent_id: l.agent_id.clone(),
+                    name: l.name,
+                    skills: l.skills,
+                    capacity: l.capacity,
+                    max_total: l.max_total,
+                    session: self.handle.clone(),
+                };
+                route(&self.hub, msg).await??;
+                self.agent = Some(l.agent_id);
+                Ok(Answer::Ack(None))
+            }
+            ClientFrame::AgentStatus(s) => {
+                let agent = self.me()?;
+                let status = match s.status {
+                    WireStatus::Available => AgentStatus::Available,
+                    WireStatus::Away => AgentStatus::Away,
+                    WireStatus::Offline => AgentStatus::Offline,
+                };
+                let answer = self
+                    .run(Command::AgentSetStatus {
+                        agent: agent.as_str().into(),
+                        status,
+                    })
+                    .await?;
+                self.hub
+                    .store
+                    .update_agent(&agent, |a| a.status = status.as_str());
+                Ok(answer)
+            }
+            ClientFrame::AgentHeartbeat(_) => Ok(Answer::Ack(None)),
+            ClientFrame::OfferAccept(o) => {
+                let agent = self.me()?;
+                let offer = parse_offer(&o.offer_id)?;
+                self.run(Command::Accept {
+                    agent: agent.as_str().into(),
+                    offer,
+                })
+                .await
+            }
+            ClientFrame::OfferReject(o) => {
+                let agent = self.me()?;
+                let offer = parse_offer(&o.offer_id)?;
+                self.run(Command::Reject {
+                    agent: agent.as_str().into(),
+                    offer,
+                })
+                .await
+            }
+            ClientFrame::ConversationComplete(c) => {
+                let agent = self.me()?;
+                let conversation = parse_conversation(&c.conversation_id)?;
+                self.run(Command::Complete {
+                    agent: agent.as_str().into(),
+                    conversation,
+                })
+                .await
+            }
+            ClientFrame::ConversationTransfer(t) => {
+                let agent = self.me()?;
+                let conversation = parse_conversation(&t.conversation_id)?;
+                let target = match (t.queue, t.agent_id) {
+                    (Some(q), None) => TransferTarget::Queue(q),
+                    (None, Some(a)) => TransferTarget::Agent(a.as_str().into()),
+                    _ => {
+                        return Err(Refusal::new(
+                            codes::INVALID_FIELD,
+                            "give exactly one of `queue` or `agent_id`",
+                        ))
+                    }
+                };
+                self.run(Command::Transfer {
+                    agent: agent.as_str().into(),
+                    conversation,
+                    target,
+                })
+                .await
+            }
+            ClientFrame::Subscribe(_) => {
+                self.hub.subscribe(self.handle.clone());
+                Ok(Answer::Ack(None))
+            }
+            ClientFrame::Stats(_) => Ok(Answer::Frame(Box::new(stats_frame(&self.hub, None)))),
+        }
+    }
+
+    /// Runs one core command through the router and acks it.
+    async fn run(&self, command: Command) -> Result<Answer, Refusal> {
+        match route(&self.hub, RunCommand(command)).await?? {
+            Reply::Opened(id) => Ok(Answer::Ack(Some(id.to_string()))),
+            Reply::Done => Ok(Answer::Ack(None)),
+        }
+    }
+
+    /// The agent this session is logged in as.
+    fn me(&self) -> Result<String, Refusal> {
+        self.agent
+            .clone()
+            .ok_or_else(|| Refusal::new(codes::NOT_LOGGED_IN, "send agent.login first"))
+    }
+
+    fn known_conversation(
+        &self,
+        wire_id: &str,
+    ) -> Result<(ConversationId, ConversationRecord), Refusal> {
+        let id = parse_conversation(wire_id)?;
+        let record = self.hub.store.conversation(id).ok_or_else(|| {
+            Refusal::new(
+                codes::UNKNOWN_CONVERSATION,
+                format!("unknown conversation `{wire_id}`"),
+            )
+        })?;
+        Ok((id, record))
+    }
+
+    /// A connector acts only on conversations its token opened.
+    fn owns(&self, record: &ConversationRecord) -> Result<(), Refusal> {
+        if record.owner == self.principal.name {
+            Ok(())
+        } else {
+            Err(Refusal::new(
+                codes::FORBIDDEN,
+                format!("conversation {} was opened by another connector", record.id),
+            ))
+        }
+    }
+
+    /// Unregisters the session; an agent's disconnect goes to the core.
+    fn cleanup(&mut self) {
+        self.hub.remove_session(self.handle.id);
+        if let Some(agent) = self.agent.take() {
+            if self.hub.detach_agent_session(&agent, self.handle.id) {
+                // The core marks a disconnected agent offline without an effect.
+                self.hub.store.update_agent(&agent, |a| {
+                    a.connected = false;
+                    a.status = AgentStatus::Offline.as_str();
+                });
+                if let Some(addr) = self.hub.agent(&agent) {
+                    addr.do_send(SessionClosed {
+                        session_id: self.handle.id,
+                    });
+                }
+                self.hub
+                    .router()
+                    .do_send(RunCommand(Command::AgentDisconnected {
+                        agent: agent.as_str().into(),
+                    }));
+            }
+        }
+    }
+}
+
+fn parse_conversation(wire_id: &str) -> Result<ConversationId, Refusal> {
+    ConversationId::parse(wire_id).ok_or_else(|| {
+        Refusal::new(
+            codes::UNKNOWN_CONVERSATION,
+            format!("unknown conversation `{wire_id}`"),
+        )
+    })
+}
+
+fn parse_offer(wire_id: &str) -> Result<OfferId, Refusal> {
+    OfferId::parse(wire_id)
+        .ok_or_else(|| Refusal::new(codes::UNKNOWN_OFFER, format!("unknown offer `{wire_id}`")))
+}
+
+/// Sends a message to the router; a dead router is rebuilt and the message
+/// sent once more (it was never handled: the mailbox closed before it).
+async fn route<M>(hub: &Arc<Hub>, msg: M) -> Result<M::Result, Refusal>
+where
+    M: actix::Message + Clone + Send + 'static,
+    M::Result: Send,
+    crate::actors::router::RouterActor: actix::Handler<M>,
+{
+    for attempt in 0..2 {
+        match hub.router().send(msg.clone()).await {
+            Ok(result) => return Ok(result),
+            Err(e) if attempt == 0 => {
+                tracing::warn!(error = %e, "router mailbox closed; retrying on a rebuilt router")
+            }
+            Err(_) => break,
+        }
+    }
+    Err(Refusal::new(
+        codes::UNAVAILABLE,
+        "the router is restarting; try again",
+    ))
+}

@@ -1,0 +1,304 @@
+//! Builds and runs the server: binds first (port 0 works, so tests learn the
+//! real port), then serves; shuts down gracefully.
+//!
+//! [`start`] must be called inside an actix system (`#[actix_web::main]`,
+//! `#[actix_web::test]`): the actors run on one dedicated arbiter, the HTTP
+//! workers on their own threads. Graceful shutdown ([`RunningServer::stop`],
+//! or SIGTERM/Ctrl-C in [`RunningServer::run_until_signal`]): stop accepting,
+//! tell every WebSocket client `close("shutdown")` after flushing what is
+//! queued for it, wait for the sessions to end (bounded by
+//! `server.shutdown_grace_secs`), run [`final_snapshot_hook`], stop the actors.
+//! This module must never decide routing or handle frames itself.
+
+use crate::actors::Hub;
+use crate::api::auth::Authenticator;
+use crate::api::http::{self, AppState};
+use crate::api::ws::{self, WsLimits};
+use crate::clock;
+use crate::config::AppConfig;
+use crate::metrics::{self, ServiceLevelPolicy};
+use crate::routing::{AgentStatus, ChannelId, ConversationId, Engine};
+use crate::store::Store;
+use actix::Arbiter;
+use actix_web::dev::ServerHandle;
+use actix_web::{web, HttpRequest, HttpServer};
+use anyhow::Context as _;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Switches that are not part of the config file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions {
+    /// Enables `POST /v1/admin/panic/{kind}/{id}` (supervisor token). Off in
+    /// production; `serve` turns it on with `SWITCHBOARD_FAULT_INJECTION=1`.
+    pub fault_injection: bool,
+    /// HTTP worker threads; `None`: one per core.
+    pub workers: Option<usize>,
+}
+
+/// A server that is bound and serving.
+pub struct RunningServer {
+    /// The address actually bound (the real port when the config said 0).
+    pub addr: SocketAddr,
+    hub: Arc<Hub>,
+    handle: ServerHandle,
+    shutdown: watch::Sender<bool>,
+    grace: Duration,
+    arbiter: Arbiter,
+    served: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`start_with`] with the default options (no fault injection).
+pub async fn start(config: AppConfig) -> anyhow::Result<RunningServer> {
+    start_with(config, StartOptions::default()).await
+}
+
+/// Validates the config, builds the engine and the actors, binds, and serves.
+pub async fn start_with(config: AppConfig, options: StartOptions) -> anyhow::Result<RunningServer> {
+    let problems = config.validate();
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        anyhow::bail!("invalid configuration:\n  {}", list.join("\n  "));
+    }
+    let settings = config.routing_settings();
+    let prometheus = metrics::install(&settings).context("installing the metrics recorder")?;
+    let engine = Engine::new(settings.clone()).map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        anyhow::anyhow!("invalid routing settings: {}", list.join("; "))
+    })?;
+    let service_level = ServiceLevelPolicy {
+        short_abandon_ms: config.service_level.short_abandon_secs.as_ms(),
+        count_abandoned: config.service_level.count_abandoned,
+    };
+    let arbiter = Arbiter::new();
+    let hub = Hub::new(
+        engine,
+        Arc::new(Store::new()),
+        arbiter.handle(),
+        service_level,
+        options.fault_injection,
+    );
+    let _ = hub.router();
+
+    let listen = config
+        .server
+        .listen_addr()
+        .with_context(|| format!("server.listen `{}`", config.server.listen))?;
+    let listener = TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+
+    let limits = WsLimits {
+        max_frame_bytes: config.server.max_frame_bytes,
+        outbound_buffer_frames: config.server.outbound_buffer_frames,
+        heartbeat_interval: config.server.heartbeat_interval_secs.as_duration(),
+        client_timeout: config.server.client_timeout_secs.as_duration(),
+    };
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let config = Arc::new(config);
+    let grace = config.server.shutdown_grace_secs.as_duration();
+    let echo = config.server.echo_endpoint;
+    let state = web::Data::new(AppState {
+        hub: Arc::clone(&hub),
+        auth: Authenticator::new(Arc::clone(&config)),
+        config: Arc::clone(&config),
+        prometheus: prometheus.clone(),
+        limits,
+        shutdown: shutdown_rx,
+    });
+
+    spawn_housekeeping(&arbiter, Arc::clone(&hub), prometheus, &config);
+
+    let max_frame = limits.max_frame_bytes;
+    let mut server = HttpServer::new(move || {
+        let app = actix_web::App::new()
+            .app_data(state.clone())
+            .route("/v1/ws", web::get().to(ws::ws_route))
+            .configure(http::configure);
+        if echo {
+            app.route(
+                "/v1/echo",
+                web::get().to(move |req: HttpRequest, body: web::Payload| {
+                    crate::api::echo::echo_ws(req, body, max_frame)
+                }),
+            )
+        } else {
+            app
+        }
+    })
+    .disable_signals()
+    .shutdown_timeout(grace.as_secs().max(1));
+    if let Some(workers) = options.workers {
+        server = server.workers(workers.max(1));
+    }
+    let server = server
+        .listen(listener)
+        .with_context(|| format!("listening on {addr}"))?
+        .run();
+    let handle = server.handle();
+    let served = actix_web::rt::spawn(server);
+    tracing::info!(%addr, "switchboard is listening");
+    Ok(RunningServer {
+        addr,
+        hub,
+        handle,
+        shutdown: shutdown_tx,
+        grace,
+        arbiter,
+        served,
+    })
+}
+
+/// Periodic work on the actors' arbiter: supervision sweep, gauges, upkeep.
+fn spawn_housekeeping(
+    arbiter: &Arbiter,
+    hub: Arc<Hub>,
+    prometheus: metrics::PrometheusHandle,
+    config: &AppConfig,
+) {
+    let stats_every = config
+        .metrics
+        .stats_interval_secs
+        .as_duration()
+        .max(Duration::from_millis(100));
+    let upkeep_every = config
+        .metrics
+        .upkeep_interval_secs
+        .as_duration()
+        .max(Duration::from_millis(100));
+    arbiter.spawn(async move {
+        let mut tick = tokio::time::interval(stats_every.min(Duration::from_secs(1)));
+        let mut last_upkeep = clock::instant();
+        let mut last_stats = clock::instant();
+        let mut activity_clock = metrics::AgentStateClock::new();
+        loop {
+            tick.tick().await;
+            hub.sweep();
+            if last_stats.elapsed() >= stats_every {
+                last_stats = clock::instant();
+                let stats = hub.engine().queue_stats(clock::now_ms());
+                metrics::set_queue_gauges(&stats, &hub.settings);
+                agent_gauges(&hub, &mut activity_clock);
+            }
+            if last_upkeep.elapsed() >= upkeep_every {
+                last_upkeep = clock::instant();
+                metrics::upkeep(&prometheus);
+            }
+        }
+    });
+}
+
+/// Agents by status, slots by channel, and agent activity time, from the store.
+fn agent_gauges(hub: &Hub, activity_clock: &mut metrics::AgentStateClock) {
+    let agents = hub.store.agents();
+    for status in AgentStatus::ALL {
+        metrics::set_agents(
+            status,
+            agents
+                .iter()
+                .filter(|a| a.status == status.as_str())
+                .count(),
+        );
+    }
+    let channels = &hub.settings.channels;
+    let mut busy = vec![0usize; channels.len()];
+    let mut free = vec![0usize; channels.len()];
+    let mut activity = metrics::AgentActivity::default();
+    for agent in agents
+        .iter()
+        .filter(|a| a.status != AgentStatus::Offline.as_str())
+    {
+        let mut used = vec![0usize; channels.len()];
+        let held = agent.conversations.iter().chain(agent.offers.values());
+        for conversation in held.filter_map(|c| ConversationId::parse(c)) {
+            if let Some(record) = hub.store.conversation(conversation) {
+                if let Some(ci) = hub.settings.channel_index(&record.channel) {
+                    used[ci] += 1;
+                }
+            }
+        }
+        for (ci, channel) in channels.iter().enumerate() {
+            let cap = usize::from(agent.capacity.get(&channel.name).copied().unwrap_or(0));
+            busy[ci] += used[ci];
+            if agent.status == AgentStatus::Available.as_str() {
+                free[ci] += cap.saturating_sub(used[ci]);
+            }
+        }
+        if used.iter().any(|n| *n > 0) {
+            activity.busy += 1;
+        } else if agent.status == AgentStatus::Available.as_str() {
+            activity.idle += 1;
+        } else {
+            activity.away += 1;
+        }
+    }
+    for ci in 0..channels.len() {
+        metrics::set_agent_slots(&hub.settings, ChannelId(ci as u8), busy[ci], free[ci]);
+    }
+    activity_clock.tick(clock::now_ms(), activity);
+}
+
+/// Called once at the end of a graceful shutdown, after every session ended
+/// and before the actors stop. The durability work writes the final
+/// snapshot here; today there is nothing to persist.
+pub fn final_snapshot_hook(hub: &Hub) {
+    tracing::info!(
+        live_conversations = hub.store.live_conversations(),
+        "final snapshot hook (no durability configured)"
+    );
+}
+
+impl RunningServer {
+    /// The hub (store, engine, actors) of this server.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Graceful shutdown; see the module docs.
+    pub async fn stop(self) {
+        tracing::info!("shutting down: closing websocket sessions");
+        let _ = self.shutdown.send(true);
+        let stop = self.handle.stop(true);
+        let deadline = clock::instant() + self.grace;
+        while self.hub.open_sessions() > 0 && clock::instant() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.await;
+        let _ = self.served.await;
+        final_snapshot_hook(&self.hub);
+        self.arbiter.stop();
+        tracing::info!("stopped");
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        wait_for_signal().await?;
+        self.stop().await;
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> anyhow::Result<()> {
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")
+}

@@ -1,0 +1,326 @@
+//! The shared state store: conversations, customers and agents in `DashMap`s.
+//!
+//! Actors write it (the router the routing fields, each conversation actor its
+//! transcript and attributes, each agent actor its offers view); REST handlers
+//! and the snapshotter read it without asking any actor, and supervision
+//! rebuilds a crashed actor from it. It holds plain data only: it must never
+//! call into actors or the routing core, and never hold a map guard across an
+//! `.await` or while touching another map.
+
+use crate::api::protocol::{HistoryEntry, OfferContext, Speaker, TranscriptLine};
+use crate::routing::{ConversationId, Millis};
+use dashmap::DashMap;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// Where a conversation is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationState {
+    /// In a queue, no offer out.
+    Waiting,
+    /// Offered to an agent, not yet accepted.
+    Offered,
+    /// Accepted by an agent.
+    Assigned,
+    /// Left routing for good.
+    Ended,
+}
+
+impl ConversationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationState::Waiting => "waiting",
+            ConversationState::Offered => "offered",
+            ConversationState::Assigned => "assigned",
+            ConversationState::Ended => "ended",
+        }
+    }
+}
+
+/// One conversation as clients and the REST API see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConversationRecord {
+    /// `c-<n>`.
+    pub id: String,
+    #[serde(skip)]
+    pub key: ConversationId,
+    pub customer_id: String,
+    pub channel: String,
+    pub queue: String,
+    pub priority: i32,
+    pub state: ConversationState,
+    pub agent_id: Option<String>,
+    /// The open offer (`o-<n>`), if any.
+    pub offer_id: Option<String>,
+    pub transcript: Vec<TranscriptLine>,
+    pub attributes: Map<String, Value>,
+    pub previous_channels: Vec<String>,
+    pub previous_agent_id: Option<String>,
+    /// `completed` or `abandoned` once ended.
+    pub outcome: Option<&'static str>,
+    pub opened_at_ms: Millis,
+    pub assigned_at_ms: Option<Millis>,
+    pub ended_at_ms: Option<Millis>,
+    /// Set once the assigned agent has written (first-response SLA).
+    pub agent_replied: bool,
+    /// The principal (token name) of the connector that opened it; only it may act on it.
+    #[serde(skip)]
+    pub owner: String,
+}
+
+impl ConversationRecord {
+    /// A new conversation just opened on `channel` in `queue`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        key: ConversationId,
+        customer_id: String,
+        channel: String,
+        queue: String,
+        priority: i32,
+        attributes: Map<String, Value>,
+        owner: String,
+        now: Millis,
+    ) -> Self {
+        ConversationRecord {
+            id: key.to_string(),
+            key,
+            customer_id,
+            channel,
+            queue,
+            priority,
+            state: ConversationState::Waiting,
+            agent_id: None,
+            offer_id: None,
+            transcript: Vec::new(),
+            attributes,
+            previous_channels: Vec::new(),
+            previous_agent_id: None,
+            outcome: None,
+            opened_at_ms: now,
+            assigned_at_ms: None,
+            ended_at_ms: None,
+            agent_replied: false,
+            owner,
+        }
+    }
+}
+
+/// One agent as the REST API sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentRecord {
+    pub id: String,
+    pub name: Option<String>,
+    /// `available`, `away` or `offline`.
+    pub status: &'static str,
+    pub skills: BTreeMap<String, u8>,
+    pub capacity: BTreeMap<String, u8>,
+    pub max_total: Option<u8>,
+    /// Conversations assigned to the agent (`c-<n>`).
+    pub conversations: Vec<String>,
+    /// Offers out to the agent: offer id → conversation id.
+    pub offers: BTreeMap<String, String>,
+    /// Whether a desktop is connected as this agent.
+    pub connected: bool,
+    pub logged_in_at_ms: Millis,
+}
+
+/// The three maps. Cheap to share behind an `Arc`.
+#[derive(Debug, Default)]
+pub struct Store {
+    conversations: DashMap<ConversationId, ConversationRecord>,
+    customers: DashMap<String, Vec<ConversationId>>,
+    agents: DashMap<String, AgentRecord>,
+}
+
+impl Store {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a new conversation and links it to its customer.
+    pub fn insert_conversation(&self, record: ConversationRecord) {
+        self.customers
+            .entry(record.customer_id.clone())
+            .or_default()
+            .push(record.key);
+        self.conversations.insert(record.key, record);
+    }
+
+    /// A copy of one conversation.
+    pub fn conversation(&self, id: ConversationId) -> Option<ConversationRecord> {
+        self.conversations.get(&id).map(|r| r.clone())
+    }
+
+    /// Runs `f` on one conversation under its lock; `None` if it is unknown.
+    pub fn update_conversation<R>(
+        &self,
+        id: ConversationId,
+        f: impl FnOnce(&mut ConversationRecord) -> R,
+    ) -> Option<R> {
+        self.conversations.get_mut(&id).map(|mut r| f(&mut r))
+    }
+
+    /// Appends one transcript line.
+    pub fn append_line(
+        &self,
+        id: ConversationId,
+        from: Speaker,
+        text: String,
+        at_ms: Millis,
+    ) -> Option<TranscriptLine> {
+        self.update_conversation(id, |r| {
+            let line = TranscriptLine {
+                from,
+                text,
+                at_ms,
+                channel: r.channel.clone(),
+            };
+            r.transcript.push(line.clone());
+            line
+        })
+    }
+
+    /// Every conversation of a customer, oldest first, with transcripts.
+    pub fn customer_conversations(&self, customer_id: &str) -> Vec<ConversationRecord> {
+        let ids: Vec<ConversationId> = self
+            .customers
+            .get(customer_id)
+            .map(|v| v.clone())
+            .unwrap_or_default();
+        ids.into_iter()
+            .filter_map(|id| self.conversation(id))
+            .collect()
+    }
+
+    /// Number of live (not ended) conversations.
+    pub fn live_conversations(&self) -> usize {
+        self.conversations
+            .iter()
+            .filter(|r| r.state != ConversationState::Ended)
+            .count()
+    }
+
+    /// Every live conversation id (used by supervision's periodic check).
+    pub fn live_conversation_ids(&self) -> Vec<ConversationId> {
+        self.conversations
+            .iter()
+            .filter(|r| r.state != ConversationState::Ended)
+            .map(|r| r.key)
+            .collect()
+    }
+
+    /// The context that goes with an offer of conversation `id`.
+    pub fn offer_context(&self, id: ConversationId) -> Option<(ConversationRecord, OfferContext)> {
+        let record = self.conversation(id)?;
+        let customer_history = self
+            .customer_conversations(&record.customer_id)
+            .into_iter()
+            .filter(|other| other.key != id)
+            .map(|other| HistoryEntry {
+                conversation_id: other.id,
+                channel: other.channel,
+                state: other.state.as_str().to_string(),
+                opened_at: other.opened_at_ms,
+            })
+            .collect();
+        let context = OfferContext {
+            transcript: record.transcript.clone(),
+            attributes: record.attributes.clone(),
+            previous_channels: record.previous_channels.clone(),
+            previous_agent_id: record.previous_agent_id.clone(),
+            customer_history,
+        };
+        Some((record, context))
+    }
+
+    /// Adds or replaces an agent (a login keeps its conversations and offers).
+    pub fn upsert_agent(&self, mut record: AgentRecord) {
+        if let Some(old) = self.agents.get(&record.id) {
+            record.conversations = old.conversations.clone();
+            record.offers = old.offers.clone();
+        }
+        self.agents.insert(record.id.clone(), record);
+    }
+
+    /// A copy of one agent.
+    pub fn agent(&self, id: &str) -> Option<AgentRecord> {
+        self.agents.get(id).map(|r| r.clone())
+    }
+
+    /// Runs `f` on one agent under its lock; `None` if it is unknown.
+    pub fn update_agent<R>(&self, id: &str, f: impl FnOnce(&mut AgentRecord) -> R) -> Option<R> {
+        self.agents.get_mut(id).map(|mut r| f(&mut r))
+    }
+
+    /// Every agent, sorted by id.
+    pub fn agents(&self) -> Vec<AgentRecord> {
+        let mut all: Vec<AgentRecord> = self.agents.iter().map(|r| r.clone()).collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(n: u64, customer: &str, channel: &str) -> ConversationRecord {
+        ConversationRecord::new(
+            ConversationId(n),
+            customer.into(),
+            channel.into(),
+            "general".into(),
+            0,
+            Map::new(),
+            "gw".into(),
+            1_000 + n,
+        )
+    }
+
+    #[test]
+    fn customer_view_spans_channels_and_context_excludes_self() {
+        let store = Store::new();
+        store.insert_conversation(conv(1, "cu", "chat"));
+        store.insert_conversation(conv(2, "cu", "voice"));
+        store.insert_conversation(conv(3, "other", "chat"));
+        store
+            .append_line(ConversationId(1), Speaker::Customer, "hello".into(), 5)
+            .expect("known");
+        let all = store.customer_conversations("cu");
+        assert_eq!(
+            all.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            ["c-1", "c-2"]
+        );
+        assert_eq!(all[0].transcript[0].text, "hello");
+        assert_eq!(all[0].transcript[0].channel, "chat");
+        let (_, ctx) = store.offer_context(ConversationId(2)).expect("known");
+        assert_eq!(ctx.customer_history.len(), 1);
+        assert_eq!(ctx.customer_history[0].conversation_id, "c-1");
+        assert!(store
+            .append_line(ConversationId(9), Speaker::Agent, "x".into(), 1)
+            .is_none());
+    }
+
+    #[test]
+    fn relogin_keeps_conversations() {
+        let store = Store::new();
+        let agent = AgentRecord {
+            id: "a".into(),
+            name: None,
+            status: "available",
+            skills: BTreeMap::new(),
+            capacity: BTreeMap::new(),
+            max_total: None,
+            conversations: vec![],
+            offers: BTreeMap::new(),
+            connected: true,
+            logged_in_at_ms: 1,
+        };
+        store.upsert_agent(agent.clone());
+        store.update_agent("a", |a| a.conversations.push("c-1".into()));
+        store.upsert_agent(agent);
+        assert_eq!(store.agent("a").expect("known").conversations, ["c-1"]);
+    }
+}
