@@ -1,0 +1,259 @@
+//! `switchboard-loadtest`: an open-loop load generator and checker for the
+//! Switchboard routing engine, speaking wire contract v1 over WebSocket.
+//!
+//! # Layout
+//! - [`scenario`] — scenario files (embedded built-ins or a path) and validation.
+//! - [`dist`] — duration distributions, Poisson gaps, weighted picks.
+//! - [`erlang`] — the Erlang B/C formulas.
+//! - [`wire`] — the frames sent and read.
+//! - [`net`] — loopback-only target, `RLIMIT_NOFILE`, connect.
+//! - [`book`] — the ledger: lost / duplicated / misrouted detection, histograms.
+//! - [`sim`] — agent and connector tasks, arrivals, drain and sweep.
+//! - [`modes`] — run, max ramp, echo ceiling, Erlang C.
+//! - [`report`] — JSON result, human summary, thresholds.
+//!
+//! It only ever connects to 127.0.0.1, is bounded in time and count, and
+//! stops by itself.
+
+mod book;
+mod dist;
+mod erlang;
+mod modes;
+mod net;
+mod report;
+mod scenario;
+mod sim;
+mod wire;
+
+use anyhow::Context;
+use clap::Parser;
+use report::Report;
+use scenario::Mode;
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+
+/// Exit status when a `[thresholds]` figure is missed (the same as k6).
+const EXIT_THRESHOLDS: i32 = 99;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard-loadtest",
+    version,
+    about = "Open-loop load generator and checker for the Switchboard routing engine (127.0.0.1 only).",
+    long_about = "Open-loop load generator and checker for the Switchboard routing engine.\n\n\
+Simulates agents (one WebSocket each: skills, per-channel capacity, accept delay, reject rate, \
+handle time) and customers arriving as a Poisson process over connector connections (channel and \
+skill mix, channel switches, abandons, messages). Latencies are measured from the scheduled send \
+time (no coordinated omission) into HDR histograms: open→offer, open→assigned, ack round trip. \
+It checks that no conversation is lost, offered to two agents at once, or misrouted (skill/level \
+or capacity), and exits with status 99 when a scenario [thresholds] figure is missed, 1 on error.\n\n\
+Modes: run (the scenario once), max (ramp the rate to the knee), echo (the same client against \
+/v1/echo: the server stack's ceiling), compare (echo then max, and their ratio), erlang-c \
+(measured waits beside the Erlang C formula).\n\n\
+Built-in scenarios: smoke, steady, burst, multiskill, max, erlang-c (or a path to a .toml file).\n\
+Only ws://127.0.0.1:PORT targets are accepted.",
+    after_help = "Examples:\n  switchboard-loadtest --scenario smoke\n  switchboard-loadtest --scenario steady --json steady.json\n  switchboard-loadtest --scenario max --mode compare\n  switchboard-loadtest --scenario erlang-c"
+)]
+struct Cli {
+    /// Built-in scenario name or path to a scenario .toml file.
+    #[arg(short, long, default_value = "smoke")]
+    scenario: String,
+    /// Run mode; defaults to the scenario's `mode`.
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
+    /// Engine base URL; only ws://127.0.0.1:PORT is accepted.
+    #[arg(long, default_value = "ws://127.0.0.1:8080")]
+    url: String,
+    /// Token of the connector (gateway) connections.
+    #[arg(long, default_value = "dev-connector-token")]
+    connector_token: String,
+    /// Token of the agent connections.
+    #[arg(long, default_value = "dev-agent-token")]
+    agent_token: String,
+    /// Write the full result as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<std::path::PathBuf>,
+    /// Override the arrival rate (conversations/s; replaces any phases).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Override the arrival duration in seconds (replaces any phases).
+    #[arg(long)]
+    duration_secs: Option<f64>,
+    /// Override the number of agents.
+    #[arg(long)]
+    agents: Option<usize>,
+    /// Override the number of connector connections.
+    #[arg(long)]
+    connectors: Option<usize>,
+    /// Override the cap on conversations opened.
+    #[arg(long)]
+    max_conversations: Option<u64>,
+    /// Simultaneous connection attempts while connecting.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
+    /// Never draw the progress bar (it is also off when stdout is not a terminal).
+    #[arg(long)]
+    no_progress: bool,
+    /// List the built-in scenarios and exit.
+    #[arg(long)]
+    list: bool,
+}
+
+fn apply_overrides(cli: &Cli, sc: &mut scenario::Scenario) -> anyhow::Result<()> {
+    if let Some(m) = cli.mode {
+        sc.mode = m;
+    }
+    if let Some(r) = cli.rate {
+        sc.arrivals.rate_per_sec = r;
+        sc.arrivals.phases.clear();
+    }
+    if let Some(d) = cli.duration_secs {
+        sc.duration_secs = d;
+        sc.arrivals.phases.clear();
+    }
+    if let Some(a) = cli.agents {
+        sc.agents.count = a;
+    }
+    if let Some(c) = cli.connectors {
+        sc.arrivals.connectors = c;
+    }
+    if let Some(m) = cli.max_conversations {
+        sc.max_conversations = m;
+    }
+    let problems = sc.validate();
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "invalid scenario `{}` after overrides:\n  - {}",
+            sc.name,
+            problems.join("\n  - ")
+        );
+    }
+    Ok(())
+}
+
+fn main() {
+    let code = match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "switchboard-loadtest: error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn real_main() -> anyhow::Result<i32> {
+    let cli = Cli::parse();
+    let mut stdout = std::io::stdout();
+    if cli.list {
+        for (name, text) in scenario::BUILTIN {
+            let sc = scenario::parse(text)?;
+            writeln!(stdout, "{name:<12} {:?}  {}", sc.mode, sc.description)?;
+        }
+        return Ok(0);
+    }
+    let target = net::Target::parse(&cli.url)?;
+    let mut sc = scenario::load(&cli.scenario)?;
+    apply_overrides(&cli, &mut sc)?;
+    let sc = Arc::new(sc);
+
+    let limit = net::raise_nofile_limit().context("raising the open-file limit")?;
+    let echo_conns = if sc.echo.connections > 0 {
+        sc.echo.connections
+    } else {
+        sc.agents.count + sc.arrivals.connectors
+    };
+    let needed = (sc.agents.count + sc.arrivals.connectors).max(echo_conns) as u64 + 64;
+    if needed > limit {
+        anyhow::bail!(
+            "{needed} file descriptors needed but the limit is {limit}; lower agents/connectors"
+        );
+    }
+
+    let conn = sim::Connection {
+        target,
+        connector_token: cli.connector_token.clone(),
+        agent_token: cli.agent_token.clone(),
+        connect_concurrency: cli.connect_concurrency,
+    };
+    let progress_on = !cli.no_progress && stdout.is_terminal();
+    let est_secs = sc.arrival_secs()
+        + sc.drain_secs
+        + if matches!(sc.mode, Mode::Echo | Mode::Compare) {
+            sc.echo.duration_secs
+        } else {
+            0.0
+        };
+    let progress = modes::Progress::new(progress_on, est_secs);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut report = Report {
+        tool: "switchboard-loadtest",
+        version: env!("CARGO_PKG_VERSION"),
+        scenario: sc.name.clone(),
+        mode: sc.mode,
+        url: cli.url.clone(),
+        run: None,
+        max: None,
+        echo: None,
+        engine_to_echo_ratio: None,
+        erlang_c: None,
+        thresholds: sc.thresholds.clone(),
+        threshold_failures: Vec::new(),
+        passed: false,
+    };
+    let outcome: anyhow::Result<()> = runtime.block_on(async {
+        match sc.mode {
+            Mode::Run => report.run = Some(modes::run(sc.clone(), &conn, &progress).await?),
+            Mode::Max => {
+                let (m, run) = modes::max(sc.clone(), &conn, &progress).await?;
+                report.max = Some(m);
+                report.run = Some(run);
+            }
+            Mode::Echo => report.echo = Some(modes::echo(&sc, &conn, &progress).await?),
+            Mode::Compare => {
+                let echo = modes::echo(&sc, &conn, &progress).await?;
+                let (m, run) = modes::max(sc.clone(), &conn, &progress).await?;
+                report.engine_to_echo_ratio = m
+                    .knee_frames_per_sec
+                    .map(|f| f / echo.frames_per_sec.max(1e-9));
+                report.echo = Some(echo);
+                report.max = Some(m);
+                report.run = Some(run);
+            }
+            Mode::ErlangC => {
+                let (run, erl) = modes::erlang_run(sc.clone(), &conn, &progress).await?;
+                report.run = Some(run);
+                report.erlang_c = erl;
+            }
+        }
+        Ok(())
+    });
+    progress.finish();
+    // Background timers may still be pending; they hold nothing worth waiting for.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    outcome?;
+
+    if sc.mode != Mode::Echo {
+        report.threshold_failures =
+            report::check_thresholds(&sc.thresholds, report.run.as_ref(), report.max.as_ref());
+    }
+    if let Some(e) = &report.echo {
+        if e.errors > 0 && sc.thresholds.errors.is_some_and(|max| e.errors > max) {
+            report.threshold_failures.push(format!(
+                "echo errors = {} exceeds {}",
+                e.errors,
+                sc.thresholds.errors.unwrap_or(0)
+            ));
+        }
+    }
+    report.passed = report.threshold_failures.is_empty();
+    stdout.write_all(report::human(&report).as_bytes())?;
+    if let Some(path) = &cli.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(if report.passed { 0 } else { EXIT_THRESHOLDS })
+}
