@@ -1413,6 +1413,7 @@ impl Engine {
                 .unwrap_or_default(),
         };
         let mut group = Group::new(key.clone());
+        let mut entries = Vec::new();
         for a in candidates {
             let ag = &mut self.agents[a as usize];
             if ag.ch[ch].capacity == 0 || !skills::satisfies(&ag.skills, &key.required) {
@@ -1424,10 +1425,16 @@ impl Engine {
                 ag.in_least_occupied = true;
             }
             if ag.ch[ch].published == ag.ch[ch].epoch && ag.ready(ch) {
-                let e = ready_entry(ag, &key, ch, a, self.settings.seed);
-                let ordered = group.ordered_keys();
-                group.ready.push(e, ordered);
+                entries.push(ready_entry(ag, &key, ch, a, self.settings.seed));
             }
+        }
+        // Pushed in key order, so that `longest_idle` entries all land in the
+        // ready set's FIFO: candidates come in agent order, not idle order,
+        // and an unsorted build would put most of them in the side heap.
+        entries.sort_unstable();
+        let ordered = group.ordered_keys();
+        for e in entries {
+            group.ready.push(e, ordered);
         }
         self.groups.push(group);
         self.groups_by_channel[ch].push(g);
