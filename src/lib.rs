@@ -11,6 +11,7 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod durability;
 pub mod metrics;
 pub mod routing;
 pub mod server;

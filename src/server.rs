@@ -8,6 +8,9 @@
 //! tell every WebSocket client `close("shutdown")` after flushing what is
 //! queued for it, wait for the sessions to end (bounded by
 //! `server.shutdown_grace_secs`), run [`final_snapshot_hook`], stop the actors.
+//! Before binding, the state is restored from `snapshot.dir` (newest valid
+//! snapshot + journal replay, see `crate::durability`); an unusable data
+//! directory is a start-up error naming the path.
 //! This module must never decide routing or handle frames itself.
 
 use crate::actors::Hub;
@@ -15,7 +18,8 @@ use crate::api::auth::Authenticator;
 use crate::api::http::{self, AppState};
 use crate::api::ws::{self, WsLimits};
 use crate::clock;
-use crate::config::AppConfig;
+use crate::config::{AppConfig, Durability};
+use crate::durability::{self, Recorder, Restored, SnapshotWriter};
 use crate::metrics::{self, ServiceLevelPolicy};
 use crate::routing::{AgentStatus, ChannelId, ConversationId, Engine};
 use crate::store::Store;
@@ -72,10 +76,11 @@ pub async fn start_with(config: AppConfig, options: StartOptions) -> anyhow::Res
     }
     let settings = config.routing_settings();
     let prometheus = metrics::install(&settings).context("installing the metrics recorder")?;
-    let engine = Engine::new(settings.clone()).map_err(|errors| {
+    Engine::new(settings.clone()).map_err(|errors| {
         let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         anyhow::anyhow!("invalid routing settings: {}", list.join("; "))
     })?;
+    let (engine, store, recorder) = restore_state(&config, &settings)?;
     let service_level = ServiceLevelPolicy {
         short_abandon_ms: config.service_level.short_abandon_secs.as_ms(),
         count_abandoned: config.service_level.count_abandoned,
@@ -83,11 +88,18 @@ pub async fn start_with(config: AppConfig, options: StartOptions) -> anyhow::Res
     let arbiter = Arbiter::new();
     let hub = Hub::new(
         engine,
-        Arc::new(Store::new()),
+        Arc::new(store),
+        Arc::new(recorder),
         arbiter.handle(),
         service_level,
         options.fault_injection,
     );
+    // Restored live conversations get their actors back (connectors that
+    // reconnect are found by owner); agents' actors start on first use.
+    for id in hub.store.live_conversation_ids() {
+        hub.spawn_conversation(id, None);
+    }
+    start_snapshots(&hub, &config)?;
     let _ = hub.router();
 
     let listen = config
@@ -156,6 +168,105 @@ pub async fn start_with(config: AppConfig, options: StartOptions) -> anyhow::Res
         arbiter,
         served,
     })
+}
+
+/// Checks the data directory, loads the newest valid snapshot, replays the
+/// journal after it, starts the journal thread (`durability = "journal"`),
+/// and marks every agent offline until it reconnects.
+fn restore_state(
+    config: &AppConfig,
+    settings: &crate::routing::RoutingSettings,
+) -> anyhow::Result<(Engine, Store, Recorder)> {
+    let dir = &config.snapshot.dir;
+    prepare_data_dir(dir)?;
+    let start = clock::instant();
+    let restored = durability::restore(dir, settings)
+        .with_context(|| format!("restoring state from the data directory {}", dir.display()))?;
+    let Restored {
+        mut engine,
+        store,
+        last_seq,
+        snapshot,
+        skipped_snapshots,
+        replay,
+        refused,
+    } = restored;
+    let recorder = match config.snapshot.durability {
+        Durability::Journal => {
+            // The thread ends when the recorder (its only sender) is dropped.
+            let journal = durability::journal::spawn_writer(dir, last_seq + 1)
+                .with_context(|| format!("starting the journal in {}", dir.display()))?;
+            Recorder::journaled(last_seq, journal.tx, journal.watermark)
+        }
+        Durability::Snapshot => Recorder::unjournaled(last_seq),
+    };
+    let offline = {
+        let mut sequencer = recorder.lock();
+        durability::agents_offline(
+            &mut engine,
+            &store,
+            settings,
+            &mut sequencer,
+            clock::now_ms(),
+        )
+    };
+    tracing::info!(
+        dir = %dir.display(),
+        snapshot = ?snapshot.as_ref().map(|(_, p)| p.display().to_string()),
+        skipped_snapshots,
+        replayed = replay.applied,
+        truncated_bytes = replay.truncated_bytes,
+        refused,
+        last_seq,
+        conversations = store.conversation_count(),
+        live_conversations = store.live_conversations(),
+        agents_set_offline = offline,
+        restore_ms = clock::elapsed_secs(start) * 1e3,
+        "state restored"
+    );
+    Ok((engine, store, recorder))
+}
+
+/// Creates the data directory and proves it is writable.
+fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let probe = dir.join(".write-probe");
+    std::fs::File::create(&probe)
+        .and_then(|f| f.sync_all())
+        .and_then(|_| std::fs::remove_file(&probe))
+        .with_context(|| format!("the data directory {} is not writable", dir.display()))
+}
+
+/// Starts the snapshot thread: a consistent cut every `snapshot.interval_secs`
+/// when something changed, written off the actor threads.
+fn start_snapshots(hub: &Arc<Hub>, config: &AppConfig) -> anyhow::Result<()> {
+    let weak = Arc::downgrade(hub);
+    let capture: durability::writer::CaptureFn = Box::new(move |last, force| {
+        let hub = weak.upgrade()?;
+        if !force && last == Some(hub.recorder.last_seq()) {
+            return None;
+        }
+        Some(durability::capture(
+            &hub.recorder,
+            || hub.engine(),
+            &hub.store,
+            clock::now_ms(),
+        ))
+    });
+    let writer = SnapshotWriter::spawn(
+        config.snapshot.dir.clone(),
+        config.snapshot.keep.max(1) as usize,
+        config
+            .snapshot
+            .interval_secs
+            .as_duration()
+            .max(Duration::from_millis(100)),
+        capture,
+    )
+    .context("starting the snapshot thread")?;
+    hub.set_snapshots(writer);
+    Ok(())
 }
 
 /// Periodic work on the actors' arbiter: supervision sweep, gauges, upkeep.
@@ -248,13 +359,24 @@ fn agent_gauges(hub: &Hub, activity_clock: &mut metrics::AgentStateClock) {
 }
 
 /// Called once at the end of a graceful shutdown, after every session ended
-/// and before the actors stop. The durability work writes the final
-/// snapshot here; today there is nothing to persist.
+/// and before the actors stop: writes a final snapshot (so the next start
+/// replays nothing), makes the journal durable and stops the snapshot thread.
 pub fn final_snapshot_hook(hub: &Hub) {
-    tracing::info!(
-        live_conversations = hub.store.live_conversations(),
-        "final snapshot hook (no durability configured)"
-    );
+    let Some(writer) = hub.snapshots() else {
+        hub.recorder.sync();
+        return;
+    };
+    match writer.snapshot_now() {
+        Ok(written) => tracing::info!(
+            live_conversations = hub.store.live_conversations(),
+            seq = written.as_ref().map(|w| w.seq),
+            bytes = written.as_ref().map(|w| w.bytes),
+            "final snapshot written"
+        ),
+        Err(e) => tracing::error!(error = %e, "final snapshot failed; the journal is kept"),
+    }
+    hub.recorder.sync();
+    writer.stop();
 }
 
 impl RunningServer {

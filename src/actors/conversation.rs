@@ -1,7 +1,7 @@
 //! One actor per live conversation.
 //!
 //! It owns the conversation's transcript in the store (appends lines in
-//! order), relays each `conversation.message` to the other side (customer
+//! order, each one sequenced and journaled like a core call), relays each `conversation.message` to the other side (customer
 //! lines to the assigned agent's desktop, agent lines to the connector that
 //! opened it), tells the router about the agent's first message (first-response
 //! SLA), and forwards the router's notices (`conversation.assigned`,
@@ -14,16 +14,18 @@
 use super::agent::DeliverFrame;
 use super::hub::{Hub, InjectPanic};
 use super::router::RunCommand;
-use crate::api::protocol::{ServerFrame, Speaker};
+use crate::api::protocol::{ServerFrame, Speaker, TranscriptLine};
 use crate::clock;
+use crate::durability::{Record, Seq};
 use crate::routing::{Command, CommandError, ConversationId};
 use crate::store::ConversationState;
+use crate::store::{self, Fact};
 use actix::{Actor, ActorContext, Context, Handler, Message};
 use std::sync::Arc;
 
 /// Appends one transcript line and relays it to the other side.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<(), CommandError>")]
+#[rtype(result = "Result<Seq, CommandError>")]
 pub struct PostLine {
     pub from: Speaker,
     pub text: String,
@@ -76,11 +78,11 @@ impl Actor for ConversationActor {
 }
 
 impl Handler<PostLine> for ConversationActor {
-    type Result = Result<(), CommandError>;
+    type Result = Result<Seq, CommandError>;
 
     fn handle(&mut self, msg: PostLine, _: &mut Context<Self>) -> Self::Result {
-        let record = self
-            .hub
+        let hub = &self.hub;
+        let record = hub
             .store
             .conversation(self.id)
             .ok_or(CommandError::UnknownConversation(self.id))?;
@@ -90,11 +92,33 @@ impl Handler<PostLine> for ConversationActor {
                 state: "ended",
             });
         }
-        let line = self
-            .hub
-            .store
-            .append_line(self.id, msg.from, msg.text, clock::now_ms())
-            .ok_or(CommandError::UnknownConversation(self.id))?;
+        let first_reply = msg.from == Speaker::Agent
+            && record.state == ConversationState::Assigned
+            && !record.agent_replied
+            && record.agent_id.is_some();
+        // Sequenced like a core call: the line is in the store and queued for
+        // the journal under the recorder's lock, so a snapshot cut sees both or neither.
+        let (line, seq) = {
+            let mut sequencer = hub.recorder.lock();
+            let channel = hub
+                .store
+                .conversation(self.id)
+                .map(|r| r.channel)
+                .ok_or(CommandError::UnknownConversation(self.id))?;
+            let line = TranscriptLine {
+                from: msg.from,
+                text: msg.text,
+                at_ms: clock::now_ms(),
+                channel,
+            };
+            let fact = Fact::Line {
+                conversation: self.id,
+                line: line.clone(),
+                agent_replied: first_reply,
+            };
+            store::apply_fact(&hub.store, &fact);
+            (line, sequencer.record(Record::Fact(fact)))
+        };
         let frame = ServerFrame::ConversationMessage {
             conversation_id: self.id.to_string(),
             from: line.from,
@@ -104,24 +128,18 @@ impl Handler<PostLine> for ConversationActor {
         };
         if msg.by_agent.is_some() {
             self.push_to_connector(&frame);
-        } else if let Some(agent) = record.agent_id.as_deref().and_then(|a| self.hub.agent(a)) {
+        } else if let Some(agent) = record.agent_id.as_deref().and_then(|a| hub.agent(a)) {
             agent.do_send(DeliverFrame(frame));
         }
-        if msg.from == Speaker::Agent
-            && record.state == ConversationState::Assigned
-            && !record.agent_replied
-        {
+        if first_reply {
             if let Some(agent) = record.agent_id {
-                self.hub
-                    .store
-                    .update_conversation(self.id, |r| r.agent_replied = true);
-                self.hub.router().do_send(RunCommand(Command::AgentMessage {
+                hub.router().do_send(RunCommand(Command::AgentMessage {
                     agent: agent.as_str().into(),
                     conversation: self.id,
                 }));
             }
         }
-        Ok(())
+        Ok(seq)
     }
 }
 

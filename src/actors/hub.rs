@@ -23,13 +23,14 @@ use super::agent::AgentActor;
 use super::conversation::ConversationActor;
 use super::router::RouterActor;
 use crate::api::protocol::{Role, ServerFrame};
+use crate::durability::{Recorder, SnapshotWriter};
 use crate::metrics::{self, ActorKind, Direction};
 use crate::routing::{ConversationId, Engine, RoutingSettings};
 use crate::store::Store;
 use actix::{Actor, Addr, ArbiterHandle, Message};
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use tokio::sync::{mpsc, Notify};
 
 /// Why a session is being closed by the server.
@@ -140,6 +141,10 @@ pub struct Hub {
     pub store: Arc<Store>,
     pub settings: RoutingSettings,
     pub service_level: metrics::ServiceLevelPolicy,
+    /// The sequencer every state change goes through (see `crate::durability`).
+    pub recorder: Arc<Recorder>,
+    /// The snapshot thread, once started.
+    snapshots: OnceLock<SnapshotWriter>,
     engine: Arc<Mutex<Engine>>,
     arbiter: ArbiterHandle,
     router: RwLock<Option<Addr<RouterActor>>>,
@@ -171,6 +176,7 @@ impl Hub {
     pub fn new(
         engine: Engine,
         store: Arc<Store>,
+        recorder: Arc<Recorder>,
         arbiter: ArbiterHandle,
         service_level: metrics::ServiceLevelPolicy,
         fault_injection: bool,
@@ -179,6 +185,8 @@ impl Hub {
             settings: engine.settings().clone(),
             store,
             service_level,
+            recorder,
+            snapshots: OnceLock::new(),
             engine: Arc::new(Mutex::new(engine)),
             arbiter,
             router: RwLock::new(None),
@@ -200,6 +208,18 @@ impl Hub {
     /// over: the engine never panics on input, so its state is consistent.
     pub fn engine(&self) -> MutexGuard<'_, Engine> {
         self.engine.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers the snapshot thread (once).
+    pub fn set_snapshots(&self, writer: SnapshotWriter) {
+        if let Err(writer) = self.snapshots.set(writer) {
+            writer.stop();
+        }
+    }
+
+    /// The snapshot thread, if started.
+    pub fn snapshots(&self) -> Option<&SnapshotWriter> {
+        self.snapshots.get()
     }
 
     /// A fresh session id.

@@ -1,10 +1,14 @@
 //! The router actor: drives the pure routing core.
 //!
 //! Each message becomes one `engine.handle(now, cmd)`; the effects are drained
-//! with `poll_effect()` while the engine lock is held (nothing else), then,
-//! with the lock released, each effect is written to the store, handed to the
-//! agent or conversation actor it concerns, turned into an `event` frame for
-//! subscribed supervisors and into metrics. Finally ONE timer is re-armed at
+//! with `poll_effect()` while the engine lock is held (nothing else). The
+//! router is the single sequencer: under the recorder's lock
+//! ([`crate::durability::Recorder`]) it calls the engine, writes the facts and
+//! effects to the store (`crate::store::apply_effect`, the same function the
+//! journal replay uses) and queues the journal record — it never waits for the
+//! fsync; the session does, before its `ack`. Then, with every lock released,
+//! each effect is handed to the agent or conversation actor it concerns,
+//! turned into an `event` frame for subscribed supervisors and into metrics. Finally ONE timer is re-armed at
 //! `poll_timeout()` (a spurious wake is harmless: `handle_timeout(now)`).
 //!
 //! The router writes the routing facts (state, agent, queue, channel history,
@@ -24,12 +28,13 @@ use super::conversation::ConversationNotice;
 use super::hub::{Hub, InjectPanic, SessionHandle};
 use crate::api::protocol::ServerFrame;
 use crate::clock;
+use crate::durability::{Record, Seq};
 use crate::metrics;
 use crate::routing::{
     AgentId, Command, CommandError, ConversationId, Effect, Millis, Outcome, Reply,
     RoutingSettings, SlaKind, SlaLevel,
 };
-use crate::store::{AgentRecord, ConversationRecord, ConversationState};
+use crate::store::{self, Fact, Released};
 use actix::{Actor, AsyncContext, Context, Handler, Message, SpawnHandle};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -38,12 +43,20 @@ use std::time::Duration;
 
 /// Applies one routing command (accept, reject, status, complete …).
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<Reply, CommandError>")]
+#[rtype(result = "Result<Sequenced<Reply>, CommandError>")]
 pub struct RunCommand(pub Command);
+
+/// A reply and the journal sequence number of the change it made: the
+/// session acknowledges only once that record is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sequenced<T> {
+    pub value: T,
+    pub seq: Seq,
+}
 
 /// Opens a conversation: the core's `Open` plus what the store keeps about it.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<ConversationId, CommandError>")]
+#[rtype(result = "Result<Sequenced<ConversationId>, CommandError>")]
 pub struct OpenConversation {
     pub command: Command,
     pub customer_id: String,
@@ -56,7 +69,7 @@ pub struct OpenConversation {
 
 /// Logs an agent in from a session.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<(), CommandError>")]
+#[rtype(result = "Result<Seq, CommandError>")]
 pub struct LoginAgent {
     pub agent_id: String,
     pub name: Option<String>,
@@ -73,6 +86,15 @@ pub struct RouterActor {
     armed_at: Option<Millis>,
 }
 
+/// One sequenced core call: its result, its record's number, the effects
+/// (already written to the store) and the next wake-up.
+struct Step {
+    result: Result<Reply, CommandError>,
+    seq: Seq,
+    effects: Vec<(Effect, Option<Released>)>,
+    next: Option<Millis>,
+}
+
 impl RouterActor {
     pub fn new(hub: Arc<Hub>) -> Self {
         RouterActor {
@@ -82,33 +104,67 @@ impl RouterActor {
         }
     }
 
-    /// One call into the core; returns its result, the drained effects and the next wake-up.
-    fn call(
-        &self,
-        now: Millis,
-        cmd: Command,
-    ) -> (Result<Reply, CommandError>, Vec<Effect>, Option<Millis>) {
+    /// One call into the core, sequenced: under the recorder's lock, call the
+    /// engine, and on success write `facts` and the effects to the store and
+    /// queue the record for the journal (never waiting for it).
+    fn call(&self, now: Millis, cmd: Command, facts: impl FnOnce(&Reply) -> Vec<Fact>) -> Step {
+        let hub = &self.hub;
         let kind = cmd.kind();
+        let mut sequencer = hub.recorder.lock();
         let start = clock::instant();
-        let mut engine = self.hub.engine();
-        let result = engine.handle(now, cmd);
-        let effects = std::iter::from_fn(|| engine.poll_effect()).collect();
+        let mut engine = hub.engine();
+        let result = engine.handle(now, cmd.clone());
+        let effects: Vec<Effect> = std::iter::from_fn(|| engine.poll_effect()).collect();
         let next = engine.poll_timeout();
         drop(engine);
         metrics::decision_latency(kind, clock::elapsed_secs(start));
-        (result, effects, next)
+        let facts = match &result {
+            Ok(reply) => facts(reply),
+            Err(_) => Vec::new(),
+        };
+        for fact in &facts {
+            store::apply_fact(&hub.store, fact);
+        }
+        let effects = self.write_effects(now, effects);
+        let mut seq = sequencer.last();
+        if result.is_ok() {
+            store::apply_command(&hub.store, &cmd);
+            seq = sequencer.record(Record::Handle {
+                now,
+                command: cmd,
+                facts,
+            });
+        }
+        drop(sequencer);
+        Step {
+            result,
+            seq,
+            effects,
+            next,
+        }
     }
 
+    fn write_effects(&self, now: Millis, effects: Vec<Effect>) -> Vec<(Effect, Option<Released>)> {
+        effects
+            .into_iter()
+            .map(|e| {
+                let released = store::apply_effect(&self.hub.store, &self.hub.settings, now, &e);
+                (e, released)
+            })
+            .collect()
+    }
+
+    /// Tells the actors and supervisors about effects already in the store.
     fn finish(
         &mut self,
         ctx: &mut Context<Self>,
         now: Millis,
-        effects: Vec<Effect>,
+        effects: Vec<(Effect, Option<Released>)>,
         next: Option<Millis>,
     ) {
-        for effect in effects {
+        for (effect, released) in effects {
             metrics::observe_effect(&effect, &self.hub.settings, &self.hub.service_level);
-            self.apply(now, &effect);
+            self.notify(now, &effect, released);
             let (kind, data) = event_of(&effect, &self.hub.settings);
             self.hub.broadcast(&ServerFrame::Event {
                 kind,
@@ -139,6 +195,7 @@ impl RouterActor {
 
     fn on_timeout(&mut self, ctx: &mut Context<Self>) {
         let now = clock::now_ms();
+        let mut sequencer = self.hub.recorder.lock();
         let start = clock::instant();
         let mut engine = self.hub.engine();
         engine.handle_timeout(now);
@@ -146,35 +203,35 @@ impl RouterActor {
         let next = engine.poll_timeout();
         drop(engine);
         metrics::decision_latency("timeout", clock::elapsed_secs(start));
+        let effects = self.write_effects(now, effects);
+        sequencer.record(Record::Timeout { now });
+        drop(sequencer);
         self.finish(ctx, now, effects, next);
     }
 
-    /// Writes one effect to the store and tells the actors it concerns.
-    fn apply(&self, now: Millis, effect: &Effect) {
+    /// Tells the actors one effect concerns (its store writes are done).
+    fn notify(&self, now: Millis, effect: &Effect, released: Option<Released>) {
         let hub = &self.hub;
-        let store = &hub.store;
         let settings = &hub.settings;
+        if let Some(r) = released {
+            if let Some(addr) = hub.agent(&r.agent) {
+                addr.do_send(ConversationReleased {
+                    conversation: r.conversation,
+                    reason: r.reason,
+                    ended: r.ended,
+                });
+            }
+        }
         match effect {
             Effect::OfferMade {
                 offer,
                 conversation,
                 agent,
-                queue,
                 priority,
                 waited_ms,
                 expires_at,
                 ..
             } => {
-                let queue_name = settings.queues[queue.0 as usize].name.clone();
-                store.update_conversation(*conversation, |r| {
-                    r.state = ConversationState::Offered;
-                    r.offer_id = Some(offer.to_string());
-                    r.queue = queue_name;
-                    r.priority = *priority;
-                });
-                store.update_agent(agent, |a| {
-                    a.offers.insert(offer.to_string(), conversation.to_string());
-                });
                 if let Some(addr) = hub.agent(agent) {
                     addr.do_send(PushOffer {
                         offer: *offer,
@@ -192,18 +249,6 @@ impl RouterActor {
                 reason,
                 ..
             } => {
-                let offer_id = offer.to_string();
-                store.update_conversation(*conversation, |r| {
-                    if r.offer_id.as_deref() == Some(offer_id.as_str()) {
-                        r.offer_id = None;
-                        if r.state == ConversationState::Offered {
-                            r.state = ConversationState::Waiting;
-                        }
-                    }
-                });
-                store.update_agent(agent, |a| {
-                    a.offers.remove(&offer_id);
-                });
                 if let Some(addr) = hub.agent(agent) {
                     addr.do_send(OfferWithdrawn {
                         offer: *offer,
@@ -220,19 +265,6 @@ impl RouterActor {
                 waited_ms,
                 answer_target_ms,
             } => {
-                let conv_id = conversation.to_string();
-                store.update_conversation(*conversation, |r| {
-                    r.state = ConversationState::Assigned;
-                    r.agent_id = Some(agent.to_string());
-                    r.offer_id = None;
-                    r.assigned_at_ms = Some(now);
-                });
-                store.update_agent(agent, |a| {
-                    a.offers.retain(|_, c| *c != conv_id);
-                    if !a.conversations.contains(&conv_id) {
-                        a.conversations.push(conv_id.clone());
-                    }
-                });
                 if let Some(addr) = hub.agent(agent) {
                     addr.do_send(ConversationTaken {
                         conversation: *conversation,
@@ -247,7 +279,7 @@ impl RouterActor {
                 self.notice(
                     *conversation,
                     ServerFrame::ConversationAssigned {
-                        conversation_id: conv_id,
+                        conversation_id: conversation.to_string(),
                         agent_id: agent.to_string(),
                         channel: channel_name,
                     },
@@ -258,7 +290,6 @@ impl RouterActor {
                 status,
                 reason,
             } => {
-                store.update_agent(agent, |a| a.status = status.as_str());
                 if let Some(addr) = hub.agent(agent) {
                     addr.do_send(AgentStatusPushed {
                         status: status.as_str(),
@@ -272,24 +303,12 @@ impl RouterActor {
                 queue,
                 reason,
             } => {
-                let queue_name = settings.queues[queue.0 as usize].name.clone();
-                let released = store
-                    .update_conversation(*conversation, |r| {
-                        r.state = ConversationState::Waiting;
-                        r.offer_id = None;
-                        r.queue = queue_name.clone();
-                        r.agent_id.take()
-                    })
-                    .flatten();
-                if let Some(agent) = released {
-                    self.release(&agent, *conversation, reason, false);
-                }
                 self.notice(
                     *conversation,
                     ServerFrame::ConversationRequeued {
                         conversation_id: conversation.to_string(),
                         channel: settings.channels[channel.0 as usize].name.clone(),
-                        queue: queue_name,
+                        queue: settings.queues[queue.0 as usize].name.clone(),
                         reason,
                     },
                 );
@@ -313,107 +332,24 @@ impl RouterActor {
                     },
                 );
             }
-            Effect::Widened { .. } | Effect::WrapUpEnded { .. } => {}
-            Effect::Overflowed {
-                conversation, to, ..
-            } => {
-                let to = settings.queues[to.0 as usize].name.clone();
-                store.update_conversation(*conversation, |r| r.queue = to);
-            }
-            Effect::ChannelSwitched {
-                conversation,
-                from,
-                to,
-                previous_agent,
-            } => {
-                let (from, to) = (
-                    settings.channels[from.0 as usize].name.clone(),
-                    settings.channels[to.0 as usize].name.clone(),
-                );
-                let released = store
-                    .update_conversation(*conversation, |r| {
-                        r.previous_channels.push(from);
-                        r.channel = to;
-                        let held = r.agent_id.take();
-                        r.previous_agent_id = previous_agent
-                            .as_ref()
-                            .map(|a| a.to_string())
-                            .or(held.clone())
-                            .or(r.previous_agent_id.take());
-                        r.state = ConversationState::Waiting;
-                        r.offer_id = None;
-                        r.agent_replied = false;
-                        held
-                    })
-                    .flatten();
-                if let Some(agent) = released {
-                    self.release(&agent, *conversation, "channel_switched", false);
-                }
-            }
-            Effect::Transferred {
-                conversation,
-                to_queue,
-                from_agent,
-                ..
-            } => {
-                let to = settings.queues[to_queue.0 as usize].name.clone();
-                store.update_conversation(*conversation, |r| {
-                    r.queue = to;
-                    r.agent_id = None;
-                    r.previous_agent_id = Some(from_agent.to_string());
-                    r.state = ConversationState::Waiting;
-                    r.offer_id = None;
-                });
-                self.release(from_agent, *conversation, "transferred", false);
-            }
             Effect::Ended {
                 conversation,
                 outcome,
-                agent,
                 ..
             } => {
-                let outcome = match outcome {
-                    Outcome::Completed => "completed",
-                    Outcome::Abandoned => "abandoned",
-                };
-                store.update_conversation(*conversation, |r| {
-                    r.state = ConversationState::Ended;
-                    r.outcome = Some(outcome);
-                    r.offer_id = None;
-                    r.ended_at_ms = Some(now);
-                });
-                if let Some(agent) = agent {
-                    self.release(agent, *conversation, outcome, true);
-                }
                 self.notice(
                     *conversation,
                     ServerFrame::ConversationEnded {
                         conversation_id: conversation.to_string(),
-                        outcome,
+                        outcome: store::outcome_str(*outcome),
                     },
                 );
             }
-        }
-    }
-
-    /// Takes a conversation off an agent's list and tells its actor.
-    fn release(
-        &self,
-        agent: &str,
-        conversation: ConversationId,
-        reason: &'static str,
-        ended: bool,
-    ) {
-        let conv_id = conversation.to_string();
-        self.hub
-            .store
-            .update_agent(agent, |a| a.conversations.retain(|c| *c != conv_id));
-        if let Some(addr) = self.hub.agent(agent) {
-            addr.do_send(ConversationReleased {
-                conversation,
-                reason,
-                ended,
-            });
+            Effect::Widened { .. }
+            | Effect::WrapUpEnded { .. }
+            | Effect::Overflowed { .. }
+            | Effect::ChannelSwitched { .. }
+            | Effect::Transferred { .. } => {}
         }
     }
 
@@ -591,18 +527,21 @@ impl Actor for RouterActor {
 }
 
 impl Handler<RunCommand> for RouterActor {
-    type Result = Result<Reply, CommandError>;
+    type Result = Result<Sequenced<Reply>, CommandError>;
 
     fn handle(&mut self, msg: RunCommand, ctx: &mut Context<Self>) -> Self::Result {
         let now = clock::now_ms();
-        let (result, effects, next) = self.call(now, msg.0);
-        self.finish(ctx, now, effects, next);
-        result
+        let step = self.call(now, msg.0, |_| Vec::new());
+        self.finish(ctx, now, step.effects, step.next);
+        step.result.map(|value| Sequenced {
+            value,
+            seq: step.seq,
+        })
     }
 }
 
 impl Handler<OpenConversation> for RouterActor {
-    type Result = Result<ConversationId, CommandError>;
+    type Result = Result<Sequenced<ConversationId>, CommandError>;
 
     fn handle(&mut self, msg: OpenConversation, ctx: &mut Context<Self>) -> Self::Result {
         let now = clock::now_ms();
@@ -615,31 +554,44 @@ impl Handler<OpenConversation> for RouterActor {
             } => (channel.clone(), queue.clone(), *priority),
             _ => (String::new(), None, None),
         };
-        let (result, effects, next) = self.call(now, msg.command);
-        let opened = match result {
+        let settings = &self.hub.settings;
+        let queue = queue.unwrap_or_else(|| settings.default_queue.clone());
+        let default_priority = settings
+            .queues
+            .iter()
+            .find(|q| q.name == queue)
+            .map(|q| q.priority)
+            .unwrap_or(0);
+        let OpenConversation {
+            command,
+            customer_id,
+            attributes,
+            owner,
+            session_id,
+        } = msg;
+        let fact_channel = channel.clone();
+        let fact_queue = queue.clone();
+        let step = self.call(now, command, move |reply| match reply {
+            Reply::Opened(id) => vec![Fact::Opened {
+                id: *id,
+                customer_id,
+                channel: fact_channel,
+                queue: fact_queue,
+                priority: priority.unwrap_or(default_priority),
+                attributes_json: Value::Object(attributes).to_string(),
+                owner,
+                now,
+            }],
+            Reply::Done => Vec::new(),
+        });
+        let opened = match step.result {
             Ok(Reply::Opened(id)) => {
-                let queue = queue.unwrap_or_else(|| self.hub.settings.default_queue.clone());
                 metrics::conversation_opened(&self.hub.settings, &channel, Some(&queue));
-                let default_priority = self
-                    .hub
-                    .settings
-                    .queues
-                    .iter()
-                    .find(|q| q.name == queue)
-                    .map(|q| q.priority)
-                    .unwrap_or(0);
-                self.hub.store.insert_conversation(ConversationRecord::new(
-                    id,
-                    msg.customer_id,
-                    channel,
-                    queue,
-                    priority.unwrap_or(default_priority),
-                    msg.attributes,
-                    msg.owner,
-                    now,
-                ));
-                self.hub.spawn_conversation(id, Some(msg.session_id));
-                Ok(id)
+                self.hub.spawn_conversation(id, Some(session_id));
+                Ok(Sequenced {
+                    value: id,
+                    seq: step.seq,
+                })
             }
             Ok(Reply::Done) => Err(CommandError::InvalidState {
                 conversation: ConversationId(0),
@@ -647,13 +599,13 @@ impl Handler<OpenConversation> for RouterActor {
             }),
             Err(e) => Err(e),
         };
-        self.finish(ctx, now, effects, next);
+        self.finish(ctx, now, step.effects, step.next);
         opened
     }
 }
 
 impl Handler<LoginAgent> for RouterActor {
-    type Result = Result<(), CommandError>;
+    type Result = Result<Seq, CommandError>;
 
     fn handle(&mut self, msg: LoginAgent, ctx: &mut Context<Self>) -> Self::Result {
         let now = clock::now_ms();
@@ -667,36 +619,32 @@ impl Handler<LoginAgent> for RouterActor {
                 .map(|c| c.iter().map(|(k, v)| (k.clone(), *v)).collect()),
             max_total: msg.max_total,
         };
-        let (result, effects, next) = self.call(now, command);
-        if result.is_ok() {
-            let capacity = msg.capacity.clone().unwrap_or_else(|| {
-                self.hub
-                    .settings
-                    .channels
-                    .iter()
-                    .map(|c| (c.name.clone(), c.default_capacity))
-                    .collect()
-            });
-            self.hub.store.upsert_agent(AgentRecord {
-                id: msg.agent_id.clone(),
-                name: msg.name,
-                status: "available",
-                skills: msg.skills,
-                capacity,
-                max_total: msg.max_total,
-                conversations: Vec::new(),
-                offers: BTreeMap::new(),
-                connected: true,
-                logged_in_at_ms: now,
-            });
+        let capacity = msg.capacity.clone().unwrap_or_else(|| {
+            self.hub
+                .settings
+                .channels
+                .iter()
+                .map(|c| (c.name.clone(), c.default_capacity))
+                .collect()
+        });
+        let fact = Fact::AgentLoggedIn {
+            id: msg.agent_id.clone(),
+            name: msg.name.clone(),
+            skills: msg.skills.clone(),
+            capacity,
+            max_total: msg.max_total,
+            now,
+        };
+        let step = self.call(now, command, move |_| vec![fact]);
+        if step.result.is_ok() {
             self.hub
                 .attach_agent_session(&msg.agent_id, msg.session.clone());
             if let Some(addr) = self.hub.agent(&msg.agent_id) {
                 addr.do_send(AttachSession(msg.session));
             }
         }
-        self.finish(ctx, now, effects, next);
-        result.map(|_| ())
+        self.finish(ctx, now, step.effects, step.next);
+        step.result.map(|_| step.seq)
     }
 }
 

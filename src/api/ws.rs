@@ -9,6 +9,11 @@
 //! frame gets an `error` frame and the connection stays open, except an
 //! oversize or binary frame, which is answered and then closed.
 //!
+//! With a journal, an `ack` for a state-changing request is held until the
+//! journal record of that change is durable (the router returns its sequence
+//! number; the loop waits on the journal's watermark, never the router), and
+//! replies leave in request order.
+//!
 //! Authorization lives here: an agent session acts only as the agent it
 //! logged in as, a connector only on conversations it opened (owner = its
 //! token's name), a supervisor only reads. This module must never `unwrap()`
@@ -26,6 +31,7 @@ use crate::actors::conversation::PostLine;
 use crate::actors::router::{LoginAgent, OpenConversation, RunCommand};
 use crate::actors::{Hub, KillSwitch, SessionHandle};
 use crate::clock;
+use crate::durability::{self, journal::Watermark, JournalFailed, Seq};
 use crate::metrics::{self, Direction};
 use crate::routing::{
     AgentStatus, Command, CommandError, ConversationId, OfferId, Reply, TransferTarget,
@@ -34,6 +40,7 @@ use crate::store::ConversationRecord;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError, Session};
 use serde_json::Map;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -88,7 +95,9 @@ pub async fn ws_route(
 
 /// What a handled request answers.
 enum Answer {
-    Ack(Option<String>),
+    /// An `ack` (with the new conversation's id for an open), sent once the
+    /// journal record `Seq` of the change is durable.
+    Ack(Option<String>, Option<Seq>),
     Frame(Box<ServerFrame>),
 }
 
@@ -124,6 +133,9 @@ struct Conn {
     handle: SessionHandle,
     /// The agent this session logged in as.
     agent: Option<String>,
+    /// Replies held back until the journal record they depend on is durable
+    /// (in request order; a reply that depends on nothing waits behind them).
+    pending: VecDeque<(Seq, ServerFrame)>,
 }
 
 async fn run_session(
@@ -150,7 +162,9 @@ async fn run_session(
         principal,
         handle,
         agent: None,
+        pending: VecDeque::new(),
     };
+    let mut durable = hub.recorder.watermark();
     let mut last_seen = clock::instant();
     let mut heartbeat = tokio::time::interval(limits.heartbeat_interval);
     heartbeat.tick().await;
@@ -166,6 +180,9 @@ async fn run_session(
                     flush(&mut session, &mut rx).await;
                     break Some(reason(CloseCode::Away, SHUTDOWN_REASON));
                 }
+            }
+            mark = durable_changed(&mut durable), if !conn.pending.is_empty() => {
+                conn.release(mark);
             }
             Some(text) = rx.recv() => {
                 tokio::select! {
@@ -275,11 +292,15 @@ impl Conn {
                 (req_id, self.dispatch(frame).await)
             }
         };
+        let mut after = None;
         let frame = match result {
-            Ok(Answer::Ack(conversation_id)) => ServerFrame::Ack {
-                req_id,
-                conversation_id,
-            },
+            Ok(Answer::Ack(conversation_id, seq)) => {
+                after = seq;
+                ServerFrame::Ack {
+                    req_id,
+                    conversation_id,
+                }
+            }
             Ok(Answer::Frame(frame)) => match *frame {
                 ServerFrame::Stats {
                     queues,
@@ -303,7 +324,50 @@ impl Conn {
                 }
             }
         };
-        self.handle.push(&frame);
+        self.deliver(frame, after.unwrap_or(0));
+    }
+
+    /// Pushes a reply now, or holds it until record `seq` is durable (and
+    /// behind every reply already held, so replies keep request order).
+    fn deliver(&mut self, frame: ServerFrame, seq: Seq) {
+        if self.pending.is_empty() {
+            match self.hub.recorder.is_durable(seq) {
+                Ok(true) => {
+                    self.handle.push(&frame);
+                    return;
+                }
+                Ok(false) => {}
+                Err(failed) => {
+                    self.handle.push(&not_durable(frame, failed));
+                    return;
+                }
+            }
+        }
+        self.pending.push_back((seq, frame));
+    }
+
+    /// Sends the held replies that `mark` covers; after a journal failure,
+    /// every held `ack` becomes an `unavailable` error.
+    fn release(&mut self, mark: Option<Watermark>) {
+        while let Some((seq, _)) = self.pending.front() {
+            let ready = match mark {
+                None => Err(JournalFailed { durable: 0 }),
+                Some(m) => durability::recorder::check(&m, *seq),
+            };
+            match ready {
+                Ok(false) => break,
+                Ok(true) => {
+                    if let Some((_, frame)) = self.pending.pop_front() {
+                        self.handle.push(&frame);
+                    }
+                }
+                Err(failed) => {
+                    if let Some((_, frame)) = self.pending.pop_front() {
+                        self.handle.push(&not_durable(frame, failed));
+                    }
+                }
+            }
+        }
     }
 
     async fn dispatch(&mut self, frame: ClientFrame) -> Result<Answer, Refusal> {
@@ -323,8 +387,11 @@ impl Conn {
                     owner: self.principal.name.clone(),
                     session_id: self.handle.id,
                 };
-                let id = route(&self.hub, msg).await??;
-                Ok(Answer::Ack(Some(id.to_string())))
+                let opened = route(&self.hub, msg).await??;
+                Ok(Answer::Ack(
+                    Some(opened.value.to_string()),
+                    Some(opened.seq),
+                ))
             }
             ClientFrame::ConversationMessage(m) => {
                 let (id, record) = self.known_conversation(&m.conversation_id)?;
@@ -357,8 +424,8 @@ impl Conn {
                     })?;
                     match addr.send(msg.clone()).await {
                         Ok(result) => {
-                            result?;
-                            return Ok(Answer::Ack(None));
+                            let seq = result?;
+                            return Ok(Answer::Ack(None, Some(seq)));
                         }
                         Err(_) if attempt == 0 => continue,
                         Err(_) => break,
@@ -421,9 +488,9 @@ impl Conn {
                     max_total: l.max_total,
                     session: self.handle.clone(),
                 };
-                route(&self.hub, msg).await??;
+                let seq = route(&self.hub, msg).await??;
                 self.agent = Some(l.agent_id);
-                Ok(Answer::Ack(None))
+                Ok(Answer::Ack(None, Some(seq)))
             }
             ClientFrame::AgentStatus(s) => {
                 let agent = self.me()?;
@@ -432,18 +499,14 @@ impl Conn {
                     WireStatus::Away => AgentStatus::Away,
                     WireStatus::Offline => AgentStatus::Offline,
                 };
-                let answer = self
-                    .run(Command::AgentSetStatus {
-                        agent: agent.as_str().into(),
-                        status,
-                    })
-                    .await?;
-                self.hub
-                    .store
-                    .update_agent(&agent, |a| a.status = status.as_str());
-                Ok(answer)
+                // The router writes the status to the store (and the journal).
+                self.run(Command::AgentSetStatus {
+                    agent: agent.as_str().into(),
+                    status,
+                })
+                .await
             }
-            ClientFrame::AgentHeartbeat(_) => Ok(Answer::Ack(None)),
+            ClientFrame::AgentHeartbeat(_) => Ok(Answer::Ack(None, None)),
             ClientFrame::OfferAccept(o) => {
                 let agent = self.me()?;
                 let offer = parse_offer(&o.offer_id)?;
@@ -493,7 +556,7 @@ impl Conn {
             }
             ClientFrame::Subscribe(_) => {
                 self.hub.subscribe(self.handle.clone());
-                Ok(Answer::Ack(None))
+                Ok(Answer::Ack(None, None))
             }
             ClientFrame::Stats(_) => Ok(Answer::Frame(Box::new(stats_frame(&self.hub, None)))),
         }
@@ -501,9 +564,10 @@ impl Conn {
 
     /// Runs one core command through the router and acks it.
     async fn run(&self, command: Command) -> Result<Answer, Refusal> {
-        match route(&self.hub, RunCommand(command)).await?? {
-            Reply::Opened(id) => Ok(Answer::Ack(Some(id.to_string()))),
-            Reply::Done => Ok(Answer::Ack(None)),
+        let done = route(&self.hub, RunCommand(command)).await??;
+        match done.value {
+            Reply::Opened(id) => Ok(Answer::Ack(Some(id.to_string()), Some(done.seq))),
+            Reply::Done => Ok(Answer::Ack(None, Some(done.seq))),
         }
     }
 
@@ -562,6 +626,40 @@ impl Conn {
                     }));
             }
         }
+    }
+}
+
+/// Waits for the journal's watermark to move; `None` when it never will
+/// (the journal thread is gone). Never resolves without a journal.
+async fn durable_changed(durable: &mut Option<watch::Receiver<Watermark>>) -> Option<Watermark> {
+    match durable {
+        None => std::future::pending().await,
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(*rx.borrow_and_update()),
+            Err(_) => {
+                let last = *rx.borrow();
+                *durable = None;
+                Some(Watermark {
+                    failed: true,
+                    ..last
+                })
+            }
+        },
+    }
+}
+
+/// The reply for a change the journal could not make durable.
+fn not_durable(frame: ServerFrame, failed: JournalFailed) -> ServerFrame {
+    match frame {
+        ServerFrame::Ack { req_id, .. } => {
+            metrics::error(codes::UNAVAILABLE);
+            ServerFrame::Error {
+                req_id,
+                code: codes::UNAVAILABLE,
+                message: format!("the change could not be made durable: {failed}"),
+            }
+        }
+        other => other,
     }
 }
 

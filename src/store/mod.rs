@@ -6,16 +6,25 @@
 //! rebuilds a crashed actor from it. It holds plain data only: it must never
 //! call into actors or the routing core, and never hold a map guard across an
 //! `.await` or while touching another map.
+//!
+//! `apply` holds the store-writing half of the router (shared with journal
+//! replay); `image` the serializable form a snapshot holds.
+
+pub mod apply;
+pub mod image;
+
+pub use apply::{apply_command, apply_effect, apply_fact, outcome_str, Fact, Released};
+pub use image::{StoreImage, StoreRecords};
 
 use crate::api::protocol::{HistoryEntry, OfferContext, Speaker, TranscriptLine};
 use crate::routing::{ConversationId, Millis};
 use dashmap::DashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// Where a conversation is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationState {
     /// In a queue, no offer out.

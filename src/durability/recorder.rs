@@ -1,0 +1,172 @@
+//! The sequencer: gives every state change its journal sequence number and
+//! says when it is durable.
+//!
+//! Whoever changes state (the router for core calls, a conversation actor for
+//! a transcript line) takes [`Recorder::lock`], makes the change, records it
+//! and lets go; a snapshot takes the same lock to get a consistent cut of the
+//! engine, the store and the sequence number together. Recording only queues
+//! the record for the journal thread, so the lock is never held across an
+//! fsync. With `durability = "snapshot"` (no journal) records are numbered and
+//! dropped, and everything counts as durable at once. This module must never
+//! block on the disk and never publish a sequence number itself.
+
+use super::journal::{JournalMsg, Watermark};
+use super::record::{Record, Seq};
+use crossbeam_channel::Sender;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use tokio::sync::watch;
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct Recorder {
+    state: Mutex<State>,
+    watermark: Option<watch::Receiver<Watermark>>,
+}
+
+#[derive(Debug)]
+struct State {
+    last: Seq,
+    journal: Option<Sender<JournalMsg>>,
+}
+
+/// Why an acknowledgement cannot be given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the journal cannot be written (durable up to {durable})")]
+pub struct JournalFailed {
+    pub durable: Seq,
+}
+
+impl Recorder {
+    /// Numbers records without keeping them (`durability = "snapshot"`, tests).
+    pub fn unjournaled(last: Seq) -> Recorder {
+        Recorder {
+            state: Mutex::new(State {
+                last,
+                journal: None,
+            }),
+            watermark: None,
+        }
+    }
+
+    /// Queues records to the journal thread `journal`, whose watermark is `watermark`.
+    pub fn journaled(
+        last: Seq,
+        journal: Sender<JournalMsg>,
+        watermark: watch::Receiver<Watermark>,
+    ) -> Recorder {
+        Recorder {
+            state: Mutex::new(State {
+                last,
+                journal: Some(journal),
+            }),
+            watermark: Some(watermark),
+        }
+    }
+
+    /// Whether records go to a journal (acks wait for it).
+    pub fn is_journaled(&self) -> bool {
+        self.watermark.is_some()
+    }
+
+    /// Takes the sequencer. Hold it across the state change and its record.
+    pub fn lock(&self) -> Sequencer<'_> {
+        Sequencer(self.state.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The last sequence number given out.
+    pub fn last_seq(&self) -> Seq {
+        self.lock().last()
+    }
+
+    /// The durable watermark, or `None` without a journal.
+    pub fn watermark(&self) -> Option<watch::Receiver<Watermark>> {
+        self.watermark.clone()
+    }
+
+    /// Whether record `seq` is durable (always, without a journal).
+    pub fn is_durable(&self, seq: Seq) -> Result<bool, JournalFailed> {
+        match &self.watermark {
+            None => Ok(true),
+            Some(w) => check(&w.borrow(), seq),
+        }
+    }
+
+    /// Resolves once record `seq` is durable.
+    pub async fn wait_durable(&self, seq: Seq) -> Result<(), JournalFailed> {
+        let Some(mut w) = self.watermark.clone() else {
+            return Ok(());
+        };
+        loop {
+            if check(&w.borrow_and_update(), seq)? {
+                return Ok(());
+            }
+            if w.changed().await.is_err() {
+                // The journal thread is gone: what it published is final.
+                let mark = *w.borrow();
+                return if mark.seq >= seq {
+                    Ok(())
+                } else {
+                    Err(JournalFailed { durable: mark.seq })
+                };
+            }
+        }
+    }
+
+    /// Blocks until everything recorded so far is durable (shutdown).
+    pub fn sync(&self) {
+        let reply = {
+            let state = self.lock();
+            let Some(journal) = &state.0.journal else {
+                return;
+            };
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            if journal.send(JournalMsg::Sync(tx)).is_err() {
+                return;
+            }
+            rx
+        };
+        let _ = reply.recv_timeout(std::time::Duration::from_secs(10));
+    }
+}
+
+/// Whether `seq` is covered by `mark`.
+pub fn check(mark: &Watermark, seq: Seq) -> Result<bool, JournalFailed> {
+    if mark.seq >= seq {
+        Ok(true)
+    } else if mark.failed {
+        Err(JournalFailed { durable: mark.seq })
+    } else {
+        Ok(false)
+    }
+}
+
+/// The held sequencer. See [`Recorder::lock`].
+#[derive(Debug)]
+pub struct Sequencer<'a>(MutexGuard<'a, State>);
+
+impl Sequencer<'_> {
+    /// Numbers `record` and queues it for the journal; returns its number.
+    pub fn record(&mut self, record: Record) -> Seq {
+        self.0.last += 1;
+        let seq = self.0.last;
+        if let Some(journal) = &self.0.journal {
+            if journal.send(JournalMsg::Append(seq, record)).is_err() {
+                tracing::error!(seq, "the journal thread is gone; record lost");
+            }
+        }
+        seq
+    }
+
+    /// The last sequence number given out.
+    pub fn last(&self) -> Seq {
+        self.0.last
+    }
+
+    /// Starts a new journal segment after the last record (at a snapshot cut).
+    pub fn rotate(&mut self) {
+        let first = self.0.last + 1;
+        if let Some(journal) = &self.0.journal {
+            let _ = journal.send(JournalMsg::Rotate { first });
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! The durability layer without a server: files, replay, determinism.
+
+use std::io::Write;
+use std::path::Path;
+use switchboard::config::AppConfig;
+use switchboard::durability::journal::{self, JournalMsg};
+use switchboard::durability::snapshot::{self, SnapshotError};
+use switchboard::durability::{self, apply_record, capture, Record, Recorder};
+use switchboard::routing::{
+    AgentStatus, Command, ConversationId, Engine, OfferId, RoutingSettings,
+};
+use switchboard::store::{Fact, Store, StoreImage};
+
+fn settings(extra: &str) -> RoutingSettings {
+    AppConfig::from_toml_str(extra)
+        .unwrap_or_else(|e| panic!("config: {e}: {:?}", e.problems()))
+        .routing_settings()
+}
+
+fn open(customer: &str, channel: &str, now: u64, id: u64) -> Record {
+    Record::Handle {
+        now,
+        command: Command::Open {
+            channel: channel.into(),
+            queue: None,
+            skills: vec![],
+            priority: None,
+            preferred_agent: None,
+        },
+        facts: vec![Fact::Opened {
+            id: ConversationId(id),
+            customer_id: customer.into(),
+            channel: channel.into(),
+            queue: "general".into(),
+            priority: 0,
+            attributes_json: format!(r#"{{"n":{id},"tier":"gold"}}"#),
+            owner: "gateway-1".into(),
+            now,
+        }],
+    }
+}
+
+fn login(agent: &str, chat: u8, now: u64) -> Record {
+    Record::Handle {
+        now,
+        command: Command::AgentLogin {
+            agent: agent.into(),
+            skills: vec![],
+            capacity: Some(vec![("chat".into(), chat)]),
+            max_total: None,
+        },
+        facts: vec![Fact::AgentLoggedIn {
+            id: agent.into(),
+            name: Some(agent.to_uppercase()),
+            skills: Default::default(),
+            capacity: [("chat".to_string(), chat)].into_iter().collect(),
+            max_total: None,
+            now,
+        }],
+    }
+}
+
+fn line(id: u64, text: &str, now: u64) -> Record {
+    Record::Fact(Fact::Line {
+        conversation: ConversationId(id),
+        line: switchboard::api::protocol::TranscriptLine {
+            from: switchboard::api::protocol::Speaker::Customer,
+            text: text.into(),
+            at_ms: now,
+            channel: "chat".into(),
+        },
+        agent_replied: false,
+    })
+}
+
+/// A scripted day: logins, opens, lines, accepts, rejects, expiries,
+/// completes, a switch, a disconnect with grace expiry. Offer ids are read
+/// back from the engine as it goes, so the script stays valid.
+fn script(settings: &RoutingSettings) -> Vec<Record> {
+    let mut probe = Engine::new(settings.clone()).expect("settings");
+    let probe_store = Store::new();
+    let mut out = Vec::new();
+    let push = |r: Record, engine: &mut Engine, out: &mut Vec<Record>| {
+        apply_record(engine, &probe_store, settings, r.clone()).expect("scripted step applies");
+        out.push(r);
+    };
+    let mut now = 1_700_000_000_000u64;
+    push(login("ann", 2, now), &mut probe, &mut out);
+    push(login("bob", 1, now + 1), &mut probe, &mut out);
+    for i in 1..=12u64 {
+        now += 50;
+        push(
+            open(&format!("cust-{}", i % 4), "chat", now, i),
+            &mut probe,
+            &mut out,
+        );
+        push(
+            line(i, &format!("hello {i}"), now + 1),
+            &mut probe,
+            &mut out,
+        );
+    }
+    // Accept or reject the open offers, from the store's view.
+    for round in 0..6u64 {
+        now += 500;
+        let offers: Vec<(String, String)> = probe_store
+            .agents()
+            .into_iter()
+            .flat_map(|a| a.offers.into_keys().map(move |o| (a.id.clone(), o)))
+            .collect();
+        for (agent, offer) in offers {
+            let offer = OfferId::parse(&offer).expect("offer id");
+            let command = if round % 2 == 0 {
+                Command::Accept {
+                    agent: agent.as_str().into(),
+                    offer,
+                }
+            } else {
+                Command::Reject {
+                    agent: agent.as_str().into(),
+                    offer,
+                }
+            };
+            push(
+                Record::Handle {
+                    now,
+                    command,
+                    facts: vec![],
+                },
+                &mut probe,
+                &mut out,
+            );
+        }
+        for a in probe_store.agents() {
+            if let Some(c) = a.conversations.first() {
+                let conversation = ConversationId::parse(c).expect("id");
+                if round == 2 {
+                    let command = Command::SwitchChannel {
+                        conversation,
+                        channel: "voice".into(),
+                    };
+                    push(
+                        Record::Handle {
+                            now,
+                            command,
+                            facts: vec![],
+                        },
+                        &mut probe,
+                        &mut out,
+                    );
+                } else {
+                    let command = Command::Complete {
+                        agent: a.id.as_str().into(),
+                        conversation,
+                    };
+                    push(
+                        Record::Handle {
+                            now,
+                            command,
+                            facts: vec![],
+                        },
+                        &mut probe,
+                        &mut out,
+                    );
+                }
+            }
+        }
+        // Let timers fire (offer expiry, wrap-up, SLA).
+        now += 40_000;
+        push(Record::Timeout { now }, &mut probe, &mut out);
+        if round == 3 {
+            let command = Command::AgentDisconnected {
+                agent: "bob".into(),
+            };
+            push(
+                Record::Handle {
+                    now,
+                    command,
+                    facts: vec![],
+                },
+                &mut probe,
+                &mut out,
+            );
+            let command = Command::AgentSetStatus {
+                agent: "ann".into(),
+                status: AgentStatus::Away,
+            };
+            push(
+                Record::Handle {
+                    now,
+                    command,
+                    facts: vec![],
+                },
+                &mut probe,
+                &mut out,
+            );
+            let command = Command::AgentSetStatus {
+                agent: "ann".into(),
+                status: AgentStatus::Available,
+            };
+            push(
+                Record::Handle {
+                    now,
+                    command,
+                    facts: vec![],
+                },
+                &mut probe,
+                &mut out,
+            );
+        }
+    }
+    out
+}
+
+fn core_bytes(engine: &Engine) -> Vec<u8> {
+    bincode::serialize(&engine.snapshot()).expect("encode")
+}
+
+fn image(store: &Store) -> StoreImage {
+    StoreImage::from_records(store.records())
+}
+
+#[test]
+fn replaying_the_journal_rebuilds_the_live_engine_and_store_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The random policy: its seeded sequence must survive the round trip too.
+    let settings = settings("[queues.general]\npolicy = \"random\"\n");
+    let records = script(&settings);
+    assert!(records.len() > 40, "the script does something");
+
+    let writer = journal::spawn_writer(dir.path(), 1).expect("journal");
+    let recorder = Recorder::journaled(0, writer.tx.clone(), writer.watermark.clone());
+    let mut live = Engine::new(settings.clone()).expect("settings");
+    let live_store = Store::new();
+    for r in &records {
+        let mut seq = recorder.lock();
+        apply_record(&mut live, &live_store, &settings, r.clone()).expect("applies");
+        seq.record(r.clone());
+    }
+    recorder.sync();
+
+    let restored = durability::restore(dir.path(), &settings).expect("restore");
+    assert_eq!(restored.replay.applied, records.len() as u64);
+    assert_eq!(restored.last_seq, records.len() as u64);
+    assert_eq!(restored.refused, 0);
+    assert!(restored.snapshot.is_none());
+    assert_eq!(
+        core_bytes(&restored.engine),
+        core_bytes(&live),
+        "replayed core differs from live"
+    );
+    assert_eq!(
+        image(&restored.store),
+        image(&live_store),
+        "replayed store differs from live"
+    );
+    let transcripts: usize = image(&restored.store)
+        .conversations
+        .iter()
+        .map(|c| c.transcript.len())
+        .sum();
+    assert_eq!(transcripts, 12);
+}
+
+#[test]
+fn a_snapshot_round_trips_and_the_journal_after_it_is_replayed_on_top() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = settings("");
+    let records = script(&settings);
+    let (head, tail) = records.split_at(records.len() / 2);
+
+    let writer = journal::spawn_writer(dir.path(), 1).expect("journal");
+    let recorder = Recorder::journaled(0, writer.tx.clone(), writer.watermark.clone());
+    let engine = std::sync::Mutex::new(Engine::new(settings.clone()).expect("settings"));
+    let store = Store::new();
+    let run = |rs: &[Record]| {
+        for r in rs {
+            let mut seq = recorder.lock();
+            let mut e = engine.lock().expect("lock");
+            apply_record(&mut e, &store, &settings, r.clone()).expect("applies");
+            seq.record(r.clone());
+        }
+    };
+    run(head);
+    let job = capture(&recorder, || engine.lock().expect("lock"), &store, 42);
+    assert_eq!(job.seq, head.len() as u64);
+    let written = durability::writer::write_job(dir.path(), 3, job).expect("write");
+    assert!(written.bytes > snapshot::HEADER_LEN as u64);
+    run(tail);
+    recorder.sync();
+
+    // The snapshot alone is the state at the cut.
+    let loaded = snapshot::load_newest(dir.path())
+        .expect("list")
+        .expect("a snapshot");
+    assert_eq!(loaded.body.seq, head.len() as u64);
+    assert!(loaded.skipped.is_empty());
+
+    // Snapshot + journal after it = the whole run; the pre-cut segment was pruned
+    // only if an older snapshot covers it (it does not: keep everything before).
+    let restored = durability::restore(dir.path(), &settings).expect("restore");
+    assert_eq!(
+        restored.snapshot.as_ref().map(|s| s.0),
+        Some(head.len() as u64)
+    );
+    assert_eq!(restored.replay.applied, tail.len() as u64);
+    let live = engine.lock().expect("lock");
+    assert_eq!(core_bytes(&restored.engine), core_bytes(&live));
+    assert_eq!(image(&restored.store), image(&store));
+}
+
+fn body(seq: u64, settings: &RoutingSettings) -> snapshot::SnapshotBody {
+    let mut engine = Engine::new(settings.clone()).expect("settings");
+    let store = Store::new();
+    apply_record(&mut engine, &store, settings, open("c", "chat", 5, 1)).expect("open");
+    snapshot::SnapshotBody {
+        seq,
+        taken_at_ms: seq * 10,
+        core: engine.snapshot(),
+        store: image(&store),
+    }
+}
+
+#[test]
+fn a_damaged_newest_snapshot_falls_back_to_the_next_older_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = settings("");
+    for seq in [5, 9, 12] {
+        snapshot::write(dir.path(), &body(seq, &settings)).expect("write");
+    }
+    // Newest: one flipped byte in the body. Middle: cut short.
+    let newest = dir.path().join(snapshot::file_name(12));
+    let mut bytes = std::fs::read(&newest).expect("read");
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x40;
+    std::fs::write(&newest, &bytes).expect("write");
+    let middle = dir.path().join(snapshot::file_name(9));
+    let len = std::fs::metadata(&middle).expect("meta").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&middle)
+        .expect("open")
+        .set_len(len - 7)
+        .expect("truncate");
+
+    let loaded = snapshot::load_newest(dir.path())
+        .expect("list")
+        .expect("one is valid");
+    assert_eq!(loaded.body.seq, 5);
+    assert_eq!(loaded.body.store.conversations.len(), 1);
+    assert_eq!(loaded.skipped.len(), 2);
+    assert!(
+        matches!(loaded.skipped[0], SnapshotError::Checksum { .. }),
+        "{:?}",
+        loaded.skipped[0]
+    );
+    assert!(
+        matches!(loaded.skipped[1], SnapshotError::Short { .. }),
+        "{:?}",
+        loaded.skipped[1]
+    );
+
+    // None valid at all: no snapshot, not an error.
+    std::fs::write(dir.path().join(snapshot::file_name(5)), b"SWBSNAP\0garbage").expect("write");
+    assert!(snapshot::load_newest(dir.path()).expect("list").is_none());
+}
+
+#[test]
+fn keep_prunes_old_snapshots_and_the_journal_segments_they_cover() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = settings("");
+    for seq in [3, 6, 9] {
+        snapshot::write(dir.path(), &body(seq, &settings)).expect("write");
+        std::fs::write(dir.path().join(journal::segment_name(seq - 2)), b"").expect("segment");
+    }
+    std::fs::write(dir.path().join(journal::segment_name(10)), b"").expect("segment");
+    let oldest = snapshot::prune(dir.path(), 2).expect("prune");
+    assert_eq!(oldest, Some(6));
+    let left: Vec<u64> = snapshot::list(dir.path())
+        .expect("list")
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(left, [6, 9]);
+    // Segments 1.. and 4.. hold only records <= 6; 7.. holds 7..9, 10.. is the newest.
+    journal::prune(dir.path(), 6).expect("prune journal");
+    let segs: Vec<u64> = journal::segments(dir.path())
+        .expect("list")
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(segs, [7, 10]);
+}
+
+fn journal_with(dir: &Path, n: u64) -> std::path::PathBuf {
+    let writer = journal::spawn_writer(dir, 1).expect("journal");
+    for seq in 1..=n {
+        writer
+            .tx
+            .send(JournalMsg::Append(seq, Record::Timeout { now: seq }))
+            .expect("send");
+    }
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    writer.tx.send(JournalMsg::Sync(tx)).expect("send");
+    rx.recv().expect("synced");
+    assert_eq!(writer.watermark.borrow().seq, n);
+    dir.join(journal::segment_name(1))
+}
+
+#[test]
+fn a_torn_journal_tail_is_detected_logged_and_truncated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = journal_with(dir.path(), 10);
+    let good_len = std::fs::metadata(&path).expect("meta").len();
+    // A torn write: a record header promising more bytes than were written.
+    let mut torn = Vec::new();
+    journal::encode_record(11, &Record::Timeout { now: 11 }, &mut torn).expect("encode");
+    torn.truncate(torn.len() - 2);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open")
+        .write_all(&torn)
+        .expect("append");
+
+    let mut seen = Vec::new();
+    let stats = journal::replay(dir.path(), 0, |seq, _| seen.push(seq)).expect("replay");
+    assert_eq!(seen, (1..=10).collect::<Vec<_>>());
+    assert_eq!(stats.truncated_bytes, torn.len() as u64);
+    assert_eq!(
+        std::fs::metadata(&path).expect("meta").len(),
+        good_len,
+        "the tail was cut off"
+    );
+    let again = journal::replay(dir.path(), 4, |_, _| {}).expect("replay");
+    assert_eq!(
+        (again.applied, again.truncated_bytes, again.last_seq),
+        (6, 0, 10)
+    );
+}
+
+#[test]
+fn a_corrupt_record_stops_the_replay_there() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = journal_with(dir.path(), 10);
+    let mut bytes = std::fs::read(&path).expect("read");
+    // Records are the same size: flip a payload byte of the 7th.
+    let record_len = (bytes.len() - 12) / 10;
+    let at = 12 + 6 * record_len + 9;
+    bytes[at] ^= 0xff;
+    std::fs::write(&path, &bytes).expect("write");
+    let mut seen = Vec::new();
+    let stats = journal::replay(dir.path(), 0, |seq, _| seen.push(seq)).expect("replay");
+    assert_eq!(seen, (1..=6).collect::<Vec<_>>());
+    assert_eq!(stats.truncated_bytes, 4 * record_len as u64);
+}
