@@ -651,6 +651,15 @@ impl Book {
         w
     }
 
+    /// Conversations whose end (complete or abandon) or open was sent but not
+    /// yet answered: the run must wait for them before it judges anything.
+    pub fn in_flight(&self) -> usize {
+        self.convs
+            .iter()
+            .filter(|c| matches!(c.state, ConvState::Ending | ConvState::Opening))
+            .count()
+    }
+
     /// Conversations still to be driven to an end: (seq, state, holder, leg).
     pub fn unfinished(&self) -> Vec<(Seq, ConvState, Option<AgentIx>, u32)> {
         self.convs
@@ -902,6 +911,114 @@ mod tests {
         assert_eq!(b.error_count(), 0);
         b.abandon_failed(s, "unknown_conversation");
         assert_eq!(b.error_count(), 1);
+    }
+
+    #[test]
+    fn an_assigned_conversation_never_completed_is_lost() {
+        let (mut b, t0) = book();
+        let s = b.open_sent(t0, 0, 0, "chat", false);
+        b.open_acked(s, "c-1");
+        b.offer_received(t0, 0, "o-1", "c-1", Some(s), "chat");
+        b.accept_acked(t0, 0, "o-1");
+        let v = b.verdict();
+        assert_eq!(v.lost, 1);
+        assert!(
+            v.lost_examples[0].contains("Assigned"),
+            "{:?}",
+            v.lost_examples
+        );
+    }
+
+    #[test]
+    fn a_complete_that_is_never_acknowledged_is_lost() {
+        let (mut b, t0) = book();
+        let s = b.open_sent(t0, 0, 0, "chat", false);
+        b.open_acked(s, "c-1");
+        b.offer_received(t0, 0, "o-1", "c-1", Some(s), "chat");
+        b.accept_acked(t0, 0, "o-1");
+        b.complete_sent(0, s);
+        // Nothing left to drive, but the run must still wait for the ack.
+        assert!(b.unfinished().is_empty());
+        assert_eq!(b.in_flight(), 1);
+        assert_eq!(b.verdict().lost, 1);
+        b.complete_acked(s);
+        assert_eq!(b.in_flight(), 0);
+        assert_eq!(b.verdict().lost, 0);
+    }
+
+    #[test]
+    fn a_skill_held_below_the_required_level_is_misrouted() {
+        let mut b = Book::new(vec![skills(&[("billing", 4)])]);
+        b.add_agent(0, skills(&[("billing", 3)]), skills(&[("chat", 5)]));
+        b.add_agent(1, skills(&[("billing", 4)]), skills(&[("chat", 5)]));
+        let t0 = Instant::now();
+        let s = b.open_sent(t0, 0, 0, "chat", false);
+        b.offer_received(t0, 1, "o-1", "c-1", Some(s), "chat");
+        assert_eq!(b.verdict().misrouted, 0, "level 4 meets 4");
+        let s2 = b.open_sent(t0, 0, 0, "chat", false);
+        b.offer_received(t0, 0, "o-2", "c-2", Some(s2), "chat");
+        assert_eq!(b.counts.misrouted_skill, 1);
+        assert_eq!(b.verdict().misrouted, 1);
+    }
+
+    #[test]
+    fn an_offer_to_another_agent_while_one_holds_the_assignment_is_duplicated() {
+        let (mut b, t0) = book();
+        let s = b.open_sent(t0, 0, 0, "chat", false);
+        b.open_acked(s, "c-1");
+        b.offer_received(t0, 0, "o-1", "c-1", Some(s), "chat");
+        b.accept_acked(t0, 0, "o-1");
+        // Agent 0 holds it and nobody ended that; an offer to agent 1 is a second owner.
+        b.offer_received(t0, 1, "o-2", "c-1", Some(s), "chat");
+        let v = b.verdict();
+        assert_eq!(v.duplicated, 1);
+        assert!(v.duplicated_examples[0].contains("o-1"), "{:?}", v);
+    }
+
+    #[test]
+    fn a_reoffer_after_the_first_agent_rejected_is_not_duplicated() {
+        let (mut b, t0) = book();
+        let s = b.open_sent(t0, 0, 0, "chat", false);
+        b.open_acked(s, "c-1");
+        b.offer_received(t0, 0, "o-1", "c-1", Some(s), "chat");
+        b.reject_sent(0, "o-1");
+        b.offer_received(t0, 1, "o-2", "c-1", Some(s), "chat");
+        b.accept_acked(t0, 1, "o-2");
+        b.complete_sent(1, s);
+        b.complete_acked(s);
+        let v = b.verdict();
+        assert_eq!((v.lost, v.duplicated, v.misrouted), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_verdict_with_faults_fails_the_zero_thresholds() {
+        let (mut b, t0) = book();
+        // One of each: lost (never ends), duplicated, misrouted by capacity.
+        let s = b.open_sent(t0, 0, 0, "chat", false);
+        b.open_acked(s, "c-1");
+        b.offer_received(t0, 0, "o-1", "c-1", Some(s), "chat");
+        b.offer_received(t0, 1, "o-2", "c-1", Some(s), "chat");
+        let s2 = b.open_sent(t0, 0, 0, "chat", false);
+        b.open_acked(s2, "c-2");
+        b.offer_received(t0, 0, "o-3", "c-2", Some(s2), "chat");
+        let run = crate::report::RunResult {
+            counts: b.counts.clone(),
+            verdict: b.verdict(),
+            ..Default::default()
+        };
+        let t = crate::scenario::Thresholds {
+            lost: Some(0),
+            duplicated: Some(0),
+            misrouted: Some(0),
+            ..Default::default()
+        };
+        let failures = crate::report::check_thresholds(&t, Some(&run), None);
+        for name in ["lost", "duplicated", "misrouted"] {
+            assert!(
+                failures.iter().any(|f| f.starts_with(name)),
+                "{name} not reported: {failures:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,36 +1,14 @@
-//! `switchboard-loadtest`: an open-loop load generator and checker for the
-//! Switchboard routing engine, speaking wire contract v1 over WebSocket.
-//!
-//! # Layout
-//! - [`scenario`] — scenario files (embedded built-ins or a path) and validation.
-//! - [`dist`] — duration distributions, Poisson gaps, weighted picks.
-//! - [`erlang`] — the Erlang B/C formulas.
-//! - [`wire`] — the frames sent and read.
-//! - [`net`] — loopback-only target, `RLIMIT_NOFILE`, connect.
-//! - [`book`] — the ledger: lost / duplicated / misrouted detection, histograms.
-//! - [`sim`] — agent and connector tasks, arrivals, drain and sweep.
-//! - [`modes`] — run, max ramp, echo ceiling, Erlang C.
-//! - [`report`] — JSON result, human summary, thresholds.
-//!
-//! It only ever connects to 127.0.0.1, is bounded in time and count, and
-//! stops by itself.
-
-mod book;
-mod dist;
-mod erlang;
-mod modes;
-mod net;
-mod report;
-mod scenario;
-mod sim;
-mod wire;
+//! The `switchboard-loadtest` command line: parses flags, applies overrides
+//! to the scenario, raises the open-file limit, runs
+//! [`switchboard_loadtest::run_scenario`] on a multi-threaded runtime and
+//! prints the summary (and the JSON document with `--json`).
 
 use anyhow::Context;
 use clap::Parser;
-use report::Report;
-use scenario::Mode;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
+use switchboard_loadtest::scenario::{self, Mode};
+use switchboard_loadtest::{modes, net, report, sim};
 
 /// Exit status when a `[thresholds]` figure is missed (the same as k6).
 const EXIT_THRESHOLDS: i32 = 99;
@@ -189,67 +167,16 @@ fn real_main() -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let mut report = Report {
-        tool: "switchboard-loadtest",
-        version: env!("CARGO_PKG_VERSION"),
-        scenario: sc.name.clone(),
-        mode: sc.mode,
-        url: cli.url.clone(),
-        run: None,
-        max: None,
-        echo: None,
-        engine_to_echo_ratio: None,
-        erlang_c: None,
-        thresholds: sc.thresholds.clone(),
-        threshold_failures: Vec::new(),
-        passed: false,
-    };
-    let outcome: anyhow::Result<()> = runtime.block_on(async {
-        match sc.mode {
-            Mode::Run => report.run = Some(modes::run(sc.clone(), &conn, &progress).await?),
-            Mode::Max => {
-                let (m, run) = modes::max(sc.clone(), &conn, &progress).await?;
-                report.max = Some(m);
-                report.run = Some(run);
-            }
-            Mode::Echo => report.echo = Some(modes::echo(&sc, &conn, &progress).await?),
-            Mode::Compare => {
-                let echo = modes::echo(&sc, &conn, &progress).await?;
-                let (m, run) = modes::max(sc.clone(), &conn, &progress).await?;
-                report.engine_to_echo_ratio = m
-                    .knee_frames_per_sec
-                    .map(|f| f / echo.frames_per_sec.max(1e-9));
-                report.echo = Some(echo);
-                report.max = Some(m);
-                report.run = Some(run);
-            }
-            Mode::ErlangC => {
-                let (run, erl) = modes::erlang_run(sc.clone(), &conn, &progress).await?;
-                report.run = Some(run);
-                report.erlang_c = erl;
-            }
-        }
-        Ok(())
-    });
+    let outcome = runtime.block_on(switchboard_loadtest::run_scenario(
+        sc.clone(),
+        &conn,
+        &progress,
+        &cli.url,
+    ));
     progress.finish();
     // Background timers may still be pending; they hold nothing worth waiting for.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
-    outcome?;
-
-    if sc.mode != Mode::Echo {
-        report.threshold_failures =
-            report::check_thresholds(&sc.thresholds, report.run.as_ref(), report.max.as_ref());
-    }
-    if let Some(e) = &report.echo {
-        if e.errors > 0 && sc.thresholds.errors.is_some_and(|max| e.errors > max) {
-            report.threshold_failures.push(format!(
-                "echo errors = {} exceeds {}",
-                e.errors,
-                sc.thresholds.errors.unwrap_or(0)
-            ));
-        }
-    }
-    report.passed = report.threshold_failures.is_empty();
+    let report = outcome?;
     stdout.write_all(report::human(&report).as_bytes())?;
     if let Some(path) = &cli.json {
         let text = serde_json::to_string_pretty(&report)?;

@@ -369,23 +369,27 @@ impl Sim {
     /// ones are abandoned, assigned ones completed. Stops every task.
     pub async fn finish(mut self, drain_secs: f64) -> Arc<Shared> {
         let drain_end = Instant::now() + Duration::from_secs_f64(drain_secs);
-        while Instant::now() < drain_end && !self.shared.book().unfinished().is_empty() {
+        let settled = |book: &Book| book.unfinished().is_empty() && book.in_flight() == 0;
+        while Instant::now() < drain_end && !settled(&self.shared.book()) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         self.shared.sweeping.store(true, Ordering::SeqCst);
         let sweep_end = Instant::now() + Duration::from_secs(10);
         loop {
             let now = Instant::now();
-            let work = {
+            let (work, in_flight) = {
                 let book = self.shared.book();
-                book.unfinished()
+                let work = book
+                    .unfinished()
                     .into_iter()
                     .map(|(seq, state, holder, leg)| {
                         (seq, state, holder, leg, book.connector_of(seq))
                     })
-                    .collect::<Vec<_>>()
+                    .collect::<Vec<_>>();
+                (work, book.in_flight())
             };
-            if work.is_empty() || now >= sweep_end {
+            // Done when nothing is left to end and every end sent has been answered.
+            if (work.is_empty() && in_flight == 0) || now >= sweep_end {
                 break;
             }
             for (seq, state, holder, leg, connector) in work {
