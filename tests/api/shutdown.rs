@@ -96,3 +96,35 @@ async fn an_agent_that_reconnects_within_the_grace_keeps_its_conversations() {
     assert_eq!(ended["outcome"], "completed");
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn an_agent_that_stays_away_past_the_grace_loses_its_conversations_to_the_queue() {
+    let app = spawn_app_custom("", &[("SWITCHBOARD__ROUTING__RECONNECT_GRACE_SECS", "1")]).await;
+    let mut gw = app.client(CONNECTOR).await;
+    let mut desk = agent(&app, "gone-a", json!({}), json!({"chat": 2})).await;
+    let id = open(&mut gw, "cu-gone", "chat", json!({})).await;
+    let offer = offer_of(&mut desk, &id).await;
+    accept(&mut desk, &offer).await;
+    gw.wait_for("conversation.assigned").await;
+    gw.ok(json!({"type": "conversation.message", "conversation_id": id, "from": "customer", "text": "still there?"}))
+        .await;
+    let mut other = agent(&app, "stay-b", json!({}), json!({"chat": 2})).await;
+    drop(desk);
+
+    // Requeued once the 1 s grace runs out, then offered to the agent still here,
+    // with the transcript in the offer's context.
+    let requeued = gw.wait_for("conversation.requeued").await;
+    assert_eq!(requeued["conversation_id"], id.as_str());
+    let offer = offer_of(&mut other, &id).await;
+    let transcript = offer["context"]["transcript"]
+        .as_array()
+        .expect("transcript");
+    assert!(
+        transcript.iter().any(|l| l["text"] == "still there?"),
+        "context keeps the transcript: {offer}"
+    );
+    accept(&mut other, &offer).await;
+    let assigned = gw.wait_for("conversation.assigned").await;
+    assert_eq!(assigned["agent_id"], "stay-b");
+    app.stop().await;
+}
