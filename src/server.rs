@@ -19,7 +19,8 @@ use crate::api::http::{self, AppState};
 use crate::api::ws::{self, WsLimits};
 use crate::clock;
 use crate::config::{AppConfig, Durability};
-use crate::durability::{self, Recorder, Restored, SnapshotWriter};
+use crate::durability::{self, Record, Recorder, ReplicaBase, ReplicaConfig, Restored, Seq};
+use crate::durability::{journal::JournalMsg, SnapshotReplica};
 use crate::metrics::{self, ServiceLevelPolicy};
 use crate::routing::{AgentStatus, ChannelId, ConversationId, Engine};
 use crate::store::Store;
@@ -80,7 +81,7 @@ pub async fn start_with(config: AppConfig, options: StartOptions) -> anyhow::Res
         let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         anyhow::anyhow!("invalid routing settings: {}", list.join("; "))
     })?;
-    let (engine, store, recorder) = restore_state(&config, &settings)?;
+    let (engine, store, recorder, replica) = restore_state(&config, &settings)?;
     let service_level = ServiceLevelPolicy {
         short_abandon_ms: config.service_level.short_abandon_secs.as_ms(),
         count_abandoned: config.service_level.count_abandoned,
@@ -99,7 +100,7 @@ pub async fn start_with(config: AppConfig, options: StartOptions) -> anyhow::Res
     for id in hub.store.live_conversation_ids() {
         hub.spawn_conversation(id, None);
     }
-    start_snapshots(&hub, &config)?;
+    start_snapshots(&hub, &config, &settings, replica)?;
     let _ = hub.router();
 
     let listen = config
@@ -170,13 +171,20 @@ pub async fn start_with(config: AppConfig, options: StartOptions) -> anyhow::Res
     })
 }
 
+/// What the snapshot replica will be fed and where it starts.
+struct ReplicaFeed {
+    records: crossbeam_channel::Receiver<(Seq, Record)>,
+    journal: Option<crossbeam_channel::Sender<JournalMsg>>,
+    until: Seq,
+}
+
 /// Checks the data directory, loads the newest valid snapshot, replays the
 /// journal after it, starts the journal thread (`durability = "journal"`),
 /// and marks every agent offline until it reconnects.
 fn restore_state(
     config: &AppConfig,
     settings: &crate::routing::RoutingSettings,
-) -> anyhow::Result<(Engine, Store, Recorder)> {
+) -> anyhow::Result<(Engine, Store, Recorder, ReplicaFeed)> {
     let dir = &config.snapshot.dir;
     prepare_data_dir(dir)?;
     let start = clock::instant();
@@ -191,14 +199,19 @@ fn restore_state(
         replay,
         refused,
     } = restored;
-    let recorder = match config.snapshot.durability {
+    let (to_replica, records) = crossbeam_channel::unbounded();
+    let (recorder, journal) = match config.snapshot.durability {
         Durability::Journal => {
-            // The thread ends when the recorder (its only sender) is dropped.
-            let journal = durability::journal::spawn_writer(dir, last_seq + 1)
+            // The thread ends when its senders (recorder, replica) are dropped.
+            let journal = durability::journal::spawn_writer(dir, last_seq + 1, Some(to_replica))
                 .with_context(|| format!("starting the journal in {}", dir.display()))?;
-            Recorder::journaled(last_seq, journal.tx, journal.watermark)
+            let tx = journal.tx.clone();
+            (
+                Recorder::journaled(last_seq, journal.tx, journal.watermark),
+                Some(tx),
+            )
         }
-        Durability::Snapshot => Recorder::unjournaled(last_seq),
+        Durability::Snapshot => (Recorder::unjournaled(last_seq, Some(to_replica)), None),
     };
     let offline = {
         let mut sequencer = recorder.lock();
@@ -224,7 +237,12 @@ fn restore_state(
         restore_ms = clock::elapsed_secs(start) * 1e3,
         "state restored"
     );
-    Ok((engine, store, recorder))
+    let feed = ReplicaFeed {
+        records,
+        journal,
+        until: last_seq,
+    };
+    Ok((engine, store, recorder, feed))
 }
 
 /// Creates the data directory and proves it is writable.
@@ -238,34 +256,32 @@ fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("the data directory {} is not writable", dir.display()))
 }
 
-/// Starts the snapshot thread: a consistent cut every `snapshot.interval_secs`
-/// when something changed, written off the actor threads.
-fn start_snapshots(hub: &Arc<Hub>, config: &AppConfig) -> anyhow::Result<()> {
-    let weak = Arc::downgrade(hub);
-    let capture: durability::writer::CaptureFn = Box::new(move |last, force| {
-        let hub = weak.upgrade()?;
-        if !force && last == Some(hub.recorder.last_seq()) {
-            return None;
-        }
-        Some(durability::capture(
-            &hub.recorder,
-            || hub.engine(),
-            &hub.store,
-            clock::now_ms(),
-        ))
-    });
-    let writer = SnapshotWriter::spawn(
-        config.snapshot.dir.clone(),
-        config.snapshot.keep.max(1) as usize,
-        config
-            .snapshot
-            .interval_secs
-            .as_duration()
-            .max(Duration::from_millis(100)),
-        capture,
+/// Starts the snapshot replica: it rebuilds the restored state in the
+/// background, follows the journal, and writes a snapshot every
+/// `snapshot.interval_secs` when something changed, never pausing routing.
+fn start_snapshots(
+    hub: &Arc<Hub>,
+    config: &AppConfig,
+    settings: &crate::routing::RoutingSettings,
+    feed: ReplicaFeed,
+) -> anyhow::Result<()> {
+    let replica = SnapshotReplica::spawn(
+        ReplicaConfig {
+            dir: config.snapshot.dir.clone(),
+            keep: config.snapshot.keep.max(1) as usize,
+            interval: config
+                .snapshot
+                .interval_secs
+                .as_duration()
+                .max(Duration::from_millis(100)),
+            settings: settings.clone(),
+            journal: feed.journal,
+            base: ReplicaBase::Restore { until: feed.until },
+        },
+        feed.records,
     )
     .context("starting the snapshot thread")?;
-    hub.set_snapshots(writer);
+    hub.set_snapshots(replica);
     Ok(())
 }
 
@@ -362,11 +378,12 @@ fn agent_gauges(hub: &Hub, activity_clock: &mut metrics::AgentStateClock) {
 /// and before the actors stop: writes a final snapshot (so the next start
 /// replays nothing), makes the journal durable and stops the snapshot thread.
 pub fn final_snapshot_hook(hub: &Hub) {
-    let Some(writer) = hub.snapshots() else {
-        hub.recorder.sync();
+    // Everything recorded is made durable (and so handed to the replica) first.
+    hub.recorder.sync();
+    let Some(replica) = hub.snapshots() else {
         return;
     };
-    match writer.snapshot_now() {
+    match replica.snapshot_now() {
         Ok(written) => tracing::info!(
             live_conversations = hub.store.live_conversations(),
             seq = written.as_ref().map(|w| w.seq),
@@ -375,8 +392,7 @@ pub fn final_snapshot_hook(hub: &Hub) {
         ),
         Err(e) => tracing::error!(error = %e, "final snapshot failed; the journal is kept"),
     }
-    hub.recorder.sync();
-    writer.stop();
+    replica.stop();
 }
 
 impl RunningServer {

@@ -23,7 +23,7 @@ use super::agent::AgentActor;
 use super::conversation::ConversationActor;
 use super::router::RouterActor;
 use crate::api::protocol::{Role, ServerFrame};
-use crate::durability::{Recorder, SnapshotWriter};
+use crate::durability::{Recorder, SnapshotReplica};
 use crate::metrics::{self, ActorKind, Direction};
 use crate::routing::{ConversationId, Engine, RoutingSettings};
 use crate::store::Store;
@@ -144,7 +144,7 @@ pub struct Hub {
     /// The sequencer every state change goes through (see `crate::durability`).
     pub recorder: Arc<Recorder>,
     /// The snapshot thread, once started.
-    snapshots: OnceLock<SnapshotWriter>,
+    snapshots: OnceLock<SnapshotReplica>,
     engine: Arc<Mutex<Engine>>,
     arbiter: ArbiterHandle,
     router: RwLock<Option<Addr<RouterActor>>>,
@@ -211,14 +211,14 @@ impl Hub {
     }
 
     /// Registers the snapshot thread (once).
-    pub fn set_snapshots(&self, writer: SnapshotWriter) {
+    pub fn set_snapshots(&self, writer: SnapshotReplica) {
         if let Err(writer) = self.snapshots.set(writer) {
             writer.stop();
         }
     }
 
     /// The snapshot thread, if started.
-    pub fn snapshots(&self) -> Option<&SnapshotWriter> {
+    pub fn snapshots(&self) -> Option<&SnapshotReplica> {
         self.snapshots.get()
     }
 

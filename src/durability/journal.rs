@@ -4,14 +4,15 @@
 //! A segment is `journal-<first seq, 20 digits>.log`: the magic `SWBJRNL\0`
 //! and a format version (u32 LE), then records, each `length` (u32 LE) +
 //! `crc32` of the payload (u32 LE) + payload (bincode-1 of `(Seq, Record)`).
-//! A new segment starts at each snapshot cut, so whole segments older than
+//! A new segment starts after each snapshot, so whole segments older than
 //! the oldest snapshot kept can be deleted.
 //!
 //! Group commit: [`spawn_writer`] starts the one thread that owns the open
 //! segment. It blocks for the first queued message, drains everything else
 //! queued, writes it all, issues ONE `fdatasync`, and only then publishes the
-//! highest durable sequence number on a `watch` channel. Callers never wait
-//! for the disk while holding a lock; they wait on the watermark.
+//! highest durable sequence number on a `watch` channel, and hands the
+//! durable records on to the snapshot replica. Callers never wait for the
+//! disk while holding a lock; they wait on the watermark.
 //!
 //! Reading ([`replay`]) stops at the first record that is short or fails its
 //! checksum, logs how many bytes it skipped, truncates them off and goes on
@@ -180,6 +181,18 @@ pub struct ReplayStats {
 pub fn replay(
     dir: &Path,
     after: Seq,
+    apply: impl FnMut(Seq, Record),
+) -> Result<ReplayStats, JournalError> {
+    replay_range(dir, after, Seq::MAX, true, apply)
+}
+
+/// [`replay`] of the records in `after+1..=until` only; with `repair` false
+/// nothing is truncated or moved (for reading a journal that is being written).
+pub fn replay_range(
+    dir: &Path,
+    after: Seq,
+    until: Seq,
+    repair: bool,
     mut apply: impl FnMut(Seq, Record),
 ) -> Result<ReplayStats, JournalError> {
     let mut stats = ReplayStats {
@@ -198,6 +211,9 @@ pub fn replay(
             if seq <= stats.last_seq {
                 continue;
             }
+            if seq > until {
+                return Ok(stats);
+            }
             if seq != stats.last_seq + 1 {
                 tracing::error!(path = %path.display(), expected = stats.last_seq + 1, found = seq,
                     "journal records are missing; stopping the replay here");
@@ -208,8 +224,11 @@ pub fn replay(
             stats.applied += 1;
             stats.last_seq = seq;
         }
-        if stop_at.is_some() {
+        if stop_at.is_some() || stats.last_seq >= until {
             break;
+        }
+        if !repair {
+            continue;
         }
         if let Some(why) = read.damage {
             tracing::warn!(
@@ -239,7 +258,7 @@ pub fn replay(
             }
         }
     }
-    if let Some(i) = stop_at {
+    if let Some(i) = stop_at.filter(|_| repair) {
         for (_, later) in &all[i + 1..] {
             let aside = later.with_extension("log.damaged");
             tracing::error!(path = %later.display(), moved_to = %aside.display(),
@@ -277,10 +296,9 @@ pub struct Watermark {
 #[derive(Debug)]
 pub enum JournalMsg {
     Append(Seq, Record),
-    /// Start a new segment whose first record will be `first`.
-    Rotate {
-        first: Seq,
-    },
+    /// Close the current segment; the next record starts a new one (after a
+    /// snapshot, so older segments can be deleted once they are covered).
+    Rotate,
     /// Reply once everything queued before is durable.
     Sync(Sender<()>),
 }
@@ -304,19 +322,29 @@ pub struct JournalWriter {
     pub thread: std::thread::JoinHandle<()>,
 }
 
-/// Starts the group-commit thread on a new segment whose first record is
-/// `first`; the watermark starts at `first - 1`.
-pub fn spawn_writer(dir: &Path, first: Seq) -> Result<JournalWriter, JournalError> {
+/// Starts the group-commit thread; the first record it gets must be `first`
+/// (the watermark starts at `first - 1`). Records are handed to `forward`
+/// (the snapshot replica) once durable, in order.
+pub fn spawn_writer(
+    dir: &Path,
+    first: Seq,
+    forward: Option<Sender<(Seq, Record)>>,
+) -> Result<JournalWriter, JournalError> {
+    // Prove the directory takes a segment now, not at the first record.
     let (out, path) = open_segment(dir, first)?;
     let (tx, rx) = crossbeam_channel::unbounded();
     let (mark_tx, mark_rx) = watch::channel(Watermark {
         seq: first.saturating_sub(1),
         failed: false,
     });
-    let dir = dir.to_path_buf();
+    let mut seg = Segment {
+        dir: dir.to_path_buf(),
+        open: Some((out, path)),
+        buf: Vec::with_capacity(1 << 16),
+    };
     let thread = std::thread::Builder::new()
         .name("journal".into())
-        .spawn(move || run_writer(dir, out, path, rx, mark_tx))
+        .spawn(move || run_writer(&mut seg, rx, mark_tx, forward))
         .map_err(io("starting the journal thread for", Path::new("journal")))?;
     Ok(JournalWriter {
         tx,
@@ -326,50 +354,45 @@ pub fn spawn_writer(dir: &Path, first: Seq) -> Result<JournalWriter, JournalErro
 }
 
 fn run_writer(
-    dir: PathBuf,
-    out: BufWriter<File>,
-    path: PathBuf,
+    seg: &mut Segment,
     rx: Receiver<JournalMsg>,
     mark: watch::Sender<Watermark>,
+    forward: Option<Sender<(Seq, Record)>>,
 ) {
-    let mut seg = Segment {
-        dir,
-        out,
-        path,
-        buf: Vec::with_capacity(1 << 16),
-    };
     let mut failed = false;
     let mut durable = mark.borrow().seq;
+    let mut batch: Vec<(Seq, Record)> = Vec::new();
     while let Ok(first) = rx.recv() {
-        let mut highest = durable;
-        let mut dirty = false;
         let mut syncs = Vec::new();
         let mut result = Ok(());
+        batch.clear();
         for msg in std::iter::once(first).chain(rx.try_iter()) {
             match msg {
                 JournalMsg::Sync(reply) => syncs.push(reply),
                 _ if failed || result.is_err() => {}
                 JournalMsg::Append(seq, record) => {
                     result = seg.append(seq, &record);
-                    highest = seq;
-                    dirty = true;
+                    batch.push((seq, record));
                 }
-                JournalMsg::Rotate { first } => {
-                    result = seg.rotate(first);
-                    if result.is_ok() {
-                        durable = highest;
-                        dirty = false;
-                    }
-                }
+                JournalMsg::Rotate => result = seg.close(),
             }
         }
-        if result.is_ok() && dirty && !failed {
+        if result.is_ok() && !batch.is_empty() && !failed {
             let start = clock::instant();
             result = seg.sync();
             metrics::journal_fsync(clock::elapsed_secs(start));
         }
         match result {
-            Ok(()) if !failed => durable = highest,
+            Ok(()) if !failed => {
+                if let Some((seq, _)) = batch.last() {
+                    durable = *seq;
+                }
+                if let Some(forward) = &forward {
+                    for entry in batch.drain(..) {
+                        let _ = forward.send(entry);
+                    }
+                }
+            }
             Ok(()) => {}
             Err(e) => {
                 tracing::error!(error = %e, durable_seq = durable,
@@ -391,11 +414,11 @@ fn run_writer(
     }
 }
 
-/// The open segment of the journal thread.
+/// The segment the journal thread writes to (`None` between a rotation and
+/// the next record).
 struct Segment {
     dir: PathBuf,
-    out: BufWriter<File>,
-    path: PathBuf,
+    open: Option<(BufWriter<File>, PathBuf)>,
     buf: Vec<u8>,
 }
 
@@ -403,25 +426,29 @@ impl Segment {
     fn append(&mut self, seq: Seq, record: &Record) -> Result<(), JournalError> {
         self.buf.clear();
         encode_record(seq, record, &mut self.buf)?;
-        self.out
-            .write_all(&self.buf)
-            .map_err(io("appending to", &self.path))?;
+        if self.open.is_none() {
+            self.open = Some(open_segment(&self.dir, seq)?);
+        }
+        if let Some((out, path)) = &mut self.open {
+            out.write_all(&self.buf).map_err(io("appending to", path))?;
+        }
         metrics::journal_appended(self.buf.len() as u64);
         Ok(())
     }
 
     fn sync(&mut self) -> Result<(), JournalError> {
-        self.out
-            .flush()
-            .and_then(|_| self.out.get_ref().sync_data())
-            .map_err(io("fsyncing", &self.path))
+        match &mut self.open {
+            Some((out, path)) => out
+                .flush()
+                .and_then(|_| out.get_ref().sync_data())
+                .map_err(io("fsyncing", path)),
+            None => Ok(()),
+        }
     }
 
-    fn rotate(&mut self, first: Seq) -> Result<(), JournalError> {
+    fn close(&mut self) -> Result<(), JournalError> {
         self.sync()?;
-        let (out, path) = open_segment(&self.dir, first)?;
-        self.out = out;
-        self.path = path;
+        self.open = None;
         Ok(())
     }
 }

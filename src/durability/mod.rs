@@ -4,27 +4,28 @@
 //! - [`journal`] — segment files, group commit on one thread, replay with torn-tail repair.
 //! - [`recorder`] — the sequencer: numbers every change, says when it is durable.
 //! - [`snapshot`] — snapshot files: header + CRC + bincode, written atomically.
-//! - [`writer`] — the snapshot thread: consistent cut, then encode and write off the actors.
+//! - [`replica`] — the snapshot thread: a replica of the state fed by the journal, snapshotted off the actors.
 //! - [`restore`] — newest valid snapshot + journal replay at start.
 //!
 //! The router is the single sequencer of core calls: it holds the
-//! [`recorder::Recorder`] lock across `engine.handle(now, cmd)`, the record
-//! and the store writes, so a snapshot (which takes the same lock) is a
-//! consistent cut. Acknowledgements wait for the journal's durable watermark,
-//! never the router. See `docs/durability.md`. Nothing in here may call into
+//! [`recorder::Recorder`] lock across `engine.handle(now, cmd)`, the store
+//! writes and the record, so records are in the order of the changes.
+//! Acknowledgements wait for the journal's durable watermark, never the
+//! router. Snapshots are taken from a replica that replays the records on its
+//! own thread, so they never pause routing. See `docs/durability.md`. Nothing in here may call into
 //! actors or sessions.
 
 pub mod journal;
 pub mod record;
 pub mod recorder;
+pub mod replica;
 pub mod restore;
 pub mod snapshot;
-pub mod writer;
 
 pub use record::{Record, Seq};
 pub use recorder::{JournalFailed, Recorder, Sequencer};
+pub use replica::{write_snapshot, ReplicaBase, ReplicaConfig, SnapshotReplica, Written};
 pub use restore::{agents_offline, apply_record, restore, Restored};
-pub use writer::{capture, SnapshotJob, SnapshotWriter, Written};
 
 use std::path::PathBuf;
 
@@ -32,7 +33,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum DurabilityError {
     #[error(transparent)]
-    Snapshot(snapshot::SnapshotError),
+    Snapshot(#[from] snapshot::SnapshotError),
     #[error(transparent)]
     Journal(#[from] journal::JournalError),
     #[error("cannot restore {path}: {source}")]
@@ -44,4 +45,6 @@ pub enum DurabilityError {
     Settings(Vec<crate::routing::SettingsError>),
     #[error("the snapshot thread has stopped")]
     Stopped,
+    #[error("the snapshot replica is not exact: {0}")]
+    Diverged(String),
 }

@@ -3,11 +3,11 @@
 //!
 //! Whoever changes state (the router for core calls, a conversation actor for
 //! a transcript line) takes [`Recorder::lock`], makes the change, records it
-//! and lets go; a snapshot takes the same lock to get a consistent cut of the
-//! engine, the store and the sequence number together. Recording only queues
-//! the record for the journal thread, so the lock is never held across an
-//! fsync. With `durability = "snapshot"` (no journal) records are numbered and
-//! dropped, and everything counts as durable at once. This module must never
+//! and lets go, so sequence numbers follow the order of the changes.
+//! Recording only queues the record for the journal thread (which hands it on
+//! to the snapshot replica once durable), so the lock is never held across an
+//! fsync. With `durability = "snapshot"` (no journal) records go straight to
+//! the replica and everything counts as durable at once. This module must never
 //! block on the disk and never publish a sequence number itself.
 
 use super::journal::{JournalMsg, Watermark};
@@ -27,6 +27,8 @@ pub struct Recorder {
 struct State {
     last: Seq,
     journal: Option<Sender<JournalMsg>>,
+    /// Without a journal, records go straight to the snapshot replica.
+    replica: Option<Sender<(Seq, Record)>>,
 }
 
 /// Why an acknowledgement cannot be given.
@@ -37,18 +39,21 @@ pub struct JournalFailed {
 }
 
 impl Recorder {
-    /// Numbers records without keeping them (`durability = "snapshot"`, tests).
-    pub fn unjournaled(last: Seq) -> Recorder {
+    /// Numbers records and hands them to the snapshot replica, if any,
+    /// without a journal (`durability = "snapshot"`, tests).
+    pub fn unjournaled(last: Seq, replica: Option<Sender<(Seq, Record)>>) -> Recorder {
         Recorder {
             state: Mutex::new(State {
                 last,
                 journal: None,
+                replica,
             }),
             watermark: None,
         }
     }
 
-    /// Queues records to the journal thread `journal`, whose watermark is `watermark`.
+    /// Queues records to the journal thread `journal`, whose watermark is
+    /// `watermark` (it hands them on to the replica once durable).
     pub fn journaled(
         last: Seq,
         journal: Sender<JournalMsg>,
@@ -58,6 +63,7 @@ impl Recorder {
             state: Mutex::new(State {
                 last,
                 journal: Some(journal),
+                replica: None,
             }),
             watermark: Some(watermark),
         }
@@ -153,6 +159,8 @@ impl Sequencer<'_> {
             if journal.send(JournalMsg::Append(seq, record)).is_err() {
                 tracing::error!(seq, "the journal thread is gone; record lost");
             }
+        } else if let Some(replica) = &self.0.replica {
+            let _ = replica.send((seq, record));
         }
         seq
     }
@@ -160,13 +168,5 @@ impl Sequencer<'_> {
     /// The last sequence number given out.
     pub fn last(&self) -> Seq {
         self.0.last
-    }
-
-    /// Starts a new journal segment after the last record (at a snapshot cut).
-    pub fn rotate(&mut self) {
-        let first = self.0.last + 1;
-        if let Some(journal) = &self.0.journal {
-            let _ = journal.send(JournalMsg::Rotate { first });
-        }
     }
 }

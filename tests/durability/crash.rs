@@ -20,14 +20,14 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// One server process on a data dir.
-struct Server {
+pub struct Server {
     child: Child,
     addr: SocketAddr,
     log: PathBuf,
 }
 
 impl Server {
-    fn start(dir: &Path, config: &Path, run: usize) -> Server {
+    pub fn start(dir: &Path, config: &Path, run: usize) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -45,7 +45,7 @@ impl Server {
             .arg("--config")
             .arg(config)
             .env("SWITCHBOARD__server__listen", addr.to_string())
-            .env("SWITCHBOARD__snapshot__interval_secs", "1")
+            .env("SWITCHBOARD__snapshot__interval_secs", "0.2")
             .env("SWITCHBOARD__snapshot__keep", "2")
             .env("SWITCHBOARD__routing__reconnect_grace_secs", "300")
             .env("SWITCHBOARD__logging__format", "text")
@@ -61,7 +61,7 @@ impl Server {
     }
 
     /// Waits for `/readyz`; returns the time it took.
-    async fn ready(&mut self) -> Duration {
+    pub async fn ready(&mut self) -> Duration {
         let start = std::time::Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -254,11 +254,11 @@ async fn worker_traffic(addr: SocketAddr, agent: String, acked: Arc<Mutex<Acked>
             return;
         };
         let conversation = num(offer["conversation_id"].as_str().expect("id"));
-        if a.ack(json!({"type": "offer.accept", "offer_id": offer["offer_id"]}))
-            .await
-            .is_none()
-        {
-            return;
+        let accept = json!({"type": "offer.accept", "offer_id": offer["offer_id"]});
+        match a.request(accept).await {
+            None => return,
+            Some(reply) if reply["type"] == "ack" => {}
+            Some(_) => continue, // withdrawn meanwhile (the customer abandoned)
         }
         acked
             .lock()
@@ -425,7 +425,18 @@ async fn sigkill_under_traffic_loses_nothing_that_was_acknowledged() {
         }
         server = Server::start(dir.path(), &config, run + 1);
         let took = server.ready().await;
-        println!("run {run}: restarted and ready in {took:?}");
+        let log = server.log_text();
+        let restored = log
+            .lines()
+            .find(|l| l.contains("state restored"))
+            .unwrap_or("(no restore line)");
+        println!("run {run}: restarted and ready in {took:?}: {restored}");
+        for l in log
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        {
+            println!("  {l}");
+        }
         let snapshot = acked.lock().expect("lock").clone();
         verify(&server, &snapshot, run).await;
     }

@@ -5,7 +5,8 @@ use std::path::Path;
 use switchboard::config::AppConfig;
 use switchboard::durability::journal::{self, JournalMsg};
 use switchboard::durability::snapshot::{self, SnapshotError};
-use switchboard::durability::{self, apply_record, capture, Record, Recorder};
+use switchboard::durability::{self, apply_record, Record, Recorder};
+use switchboard::durability::{ReplicaBase, ReplicaConfig, SnapshotReplica};
 use switchboard::routing::{
     AgentStatus, Command, ConversationId, Engine, OfferId, RoutingSettings,
 };
@@ -228,7 +229,7 @@ fn replaying_the_journal_rebuilds_the_live_engine_and_store_exactly() {
     let records = script(&settings);
     assert!(records.len() > 40, "the script does something");
 
-    let writer = journal::spawn_writer(dir.path(), 1).expect("journal");
+    let writer = journal::spawn_writer(dir.path(), 1, None).expect("journal");
     let recorder = Recorder::journaled(0, writer.tx.clone(), writer.watermark.clone());
     let mut live = Engine::new(settings.clone()).expect("settings");
     let live_store = Store::new();
@@ -269,7 +270,7 @@ fn a_snapshot_round_trips_and_the_journal_after_it_is_replayed_on_top() {
     let records = script(&settings);
     let (head, tail) = records.split_at(records.len() / 2);
 
-    let writer = journal::spawn_writer(dir.path(), 1).expect("journal");
+    let writer = journal::spawn_writer(dir.path(), 1, None).expect("journal");
     let recorder = Recorder::journaled(0, writer.tx.clone(), writer.watermark.clone());
     let engine = std::sync::Mutex::new(Engine::new(settings.clone()).expect("settings"));
     let store = Store::new();
@@ -282,9 +283,16 @@ fn a_snapshot_round_trips_and_the_journal_after_it_is_replayed_on_top() {
         }
     };
     run(head);
-    let job = capture(&recorder, || engine.lock().expect("lock"), &store, 42);
-    assert_eq!(job.seq, head.len() as u64);
-    let written = durability::writer::write_job(dir.path(), 3, job).expect("write");
+    assert_eq!(recorder.last_seq(), head.len() as u64);
+    let written = durability::write_snapshot(
+        dir.path(),
+        3,
+        recorder.last_seq(),
+        42,
+        &engine.lock().expect("lock"),
+        &store,
+    )
+    .expect("write");
     assert!(written.bytes > snapshot::HEADER_LEN as u64);
     run(tail);
     recorder.sync();
@@ -393,7 +401,7 @@ fn keep_prunes_old_snapshots_and_the_journal_segments_they_cover() {
 }
 
 fn journal_with(dir: &Path, n: u64) -> std::path::PathBuf {
-    let writer = journal::spawn_writer(dir, 1).expect("journal");
+    let writer = journal::spawn_writer(dir, 1, None).expect("journal");
     for seq in 1..=n {
         writer
             .tx
@@ -453,4 +461,125 @@ fn a_corrupt_record_stops_the_replay_there() {
     let stats = journal::replay(dir.path(), 0, |seq, _| seen.push(seq)).expect("replay");
     assert_eq!(seen, (1..=6).collect::<Vec<_>>());
     assert_eq!(stats.truncated_bytes, 4 * record_len as u64);
+}
+
+#[test]
+fn sla_deadlines_survive_a_snapshot_on_their_remaining_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Chat: answer target 30 s (default config), warning at the default fraction.
+    let settings = settings("");
+    let t0 = 1_700_000_000_000u64;
+    let engine = std::sync::Mutex::new(Engine::new(settings.clone()).expect("settings"));
+    let store = Store::new();
+    let recorder = Recorder::unjournaled(0, None);
+    {
+        let mut seq = recorder.lock();
+        let r = open("late", "chat", t0, 1);
+        apply_record(
+            &mut engine.lock().expect("lock"),
+            &store,
+            &settings,
+            r.clone(),
+        )
+        .expect("open");
+        seq.record(r);
+    }
+    let live_next = engine.lock().expect("lock").poll_timeout();
+    assert!(
+        live_next.is_some_and(|t| t > t0),
+        "an SLA deadline is armed"
+    );
+    durability::write_snapshot(
+        dir.path(),
+        1,
+        recorder.last_seq(),
+        t0 + 1_000,
+        &engine.lock().expect("lock"),
+        &store,
+    )
+    .expect("write");
+
+    let mut restored = durability::restore(dir.path(), &settings)
+        .expect("restore")
+        .engine;
+    assert_eq!(
+        restored.poll_timeout(),
+        live_next,
+        "the same absolute deadline: the remaining time"
+    );
+    // Before the deadline: nothing fires.
+    restored.handle_timeout(t0 + 1_000);
+    assert!(std::iter::from_fn(|| restored.poll_effect())
+        .all(|e| !matches!(e, switchboard::routing::Effect::Sla { .. })));
+    // Long after (the server was down): warning and breach fire on the first timeout.
+    restored.handle_timeout(t0 + 600_000);
+    let levels: Vec<_> = std::iter::from_fn(|| restored.poll_effect())
+        .filter_map(|e| match e {
+            switchboard::routing::Effect::Sla {
+                conversation: ConversationId(1),
+                level,
+                ..
+            } => Some(level),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        levels.contains(&switchboard::routing::SlaLevel::Breach),
+        "{levels:?}"
+    );
+}
+
+#[test]
+fn the_replica_fed_by_the_journal_snapshots_exactly_the_live_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = settings("[queues.general]\npolicy = \"random\"\n");
+    let records = script(&settings);
+    let (to_replica, from_journal) = crossbeam_channel::unbounded();
+    let writer = journal::spawn_writer(dir.path(), 1, Some(to_replica)).expect("journal");
+    let recorder = Recorder::journaled(0, writer.tx.clone(), writer.watermark.clone());
+    let replica = SnapshotReplica::spawn(
+        ReplicaConfig {
+            dir: dir.path().to_path_buf(),
+            keep: 2,
+            interval: std::time::Duration::from_secs(3600),
+            settings: settings.clone(),
+            journal: Some(writer.tx.clone()),
+            base: ReplicaBase::Restore { until: 0 },
+        },
+        from_journal,
+    )
+    .expect("replica");
+    let mut live = Engine::new(settings.clone()).expect("settings");
+    let live_store = Store::new();
+    let (first, second) = records.split_at(records.len() / 3);
+    for (i, part) in [first, second].into_iter().enumerate() {
+        for r in part {
+            let mut seq = recorder.lock();
+            apply_record(&mut live, &live_store, &settings, r.clone()).expect("applies");
+            seq.record(r.clone());
+        }
+        recorder.sync();
+        let written = replica.snapshot_now().expect("snapshot").expect("written");
+        assert_eq!(written.seq, recorder.last_seq(), "part {i}");
+        let loaded = snapshot::load_newest(dir.path())
+            .expect("list")
+            .expect("snapshot");
+        assert_eq!(loaded.body.seq, written.seq);
+        assert_eq!(
+            bincode::serialize(&loaded.body.core).expect("encode"),
+            core_bytes(&live),
+            "part {i}: the replica's core is the live one"
+        );
+        assert_eq!(
+            loaded.body.store,
+            image(&live_store),
+            "part {i}: the replica's store is the live one"
+        );
+    }
+    // After the second snapshot the journal was rotated; the first segment is
+    // covered by both kept snapshots and was deleted, so a restore replays nothing.
+    let restored = durability::restore(dir.path(), &settings).expect("restore");
+    assert_eq!(restored.replay.applied, 0);
+    assert_eq!(core_bytes(&restored.engine), core_bytes(&live));
+    replica.stop();
 }

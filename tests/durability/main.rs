@@ -8,3 +8,4 @@ mod helpers;
 
 mod crash;
 mod files;
+mod measure;

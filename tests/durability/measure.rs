@@ -1,0 +1,253 @@
+//! Measurements for docs/durability.md, not tests: `#[ignore]`d, run with
+//!
+//! ```sh
+//! cargo test --release --test durability measure -- --ignored --nocapture --test-threads 1
+//! ```
+//!
+//! Each prints one line per figure. They assert nothing about time.
+
+use crate::crash::Server;
+use crate::helpers::{base_config, Client, CONNECTOR};
+use serde_json::json;
+use std::time::{Duration, Instant};
+use switchboard::api::protocol::{Speaker, TranscriptLine};
+use switchboard::config::AppConfig;
+use switchboard::durability::{self, apply_record, Record, Recorder};
+use switchboard::durability::{ReplicaBase, ReplicaConfig, SnapshotReplica};
+use switchboard::routing::{Command, ConversationId, Engine};
+use switchboard::server::{self, StartOptions};
+use switchboard::store::{Fact, Store};
+
+/// An engine and store holding `n` waiting chat conversations with a
+/// two-line transcript each, as the router would have built them.
+fn loaded(n: u64, settings: &switchboard::routing::RoutingSettings) -> (Engine, Store) {
+    let mut engine = Engine::new(settings.clone()).expect("settings");
+    let store = Store::new();
+    let t0 = 1_700_000_000_000u64;
+    for i in 1..=n {
+        let now = t0 + i;
+        let open = Record::Handle {
+            now,
+            command: Command::Open {
+                channel: "chat".into(),
+                queue: None,
+                skills: vec![],
+                priority: None,
+                preferred_agent: None,
+            },
+            facts: vec![Fact::Opened {
+                id: ConversationId(i),
+                customer_id: format!("customer-{}", i % 50_000),
+                channel: "chat".into(),
+                queue: "general".into(),
+                priority: 0,
+                attributes_json: format!(r#"{{"order":{i},"tier":"gold"}}"#),
+                owner: "gateway-1".into(),
+                now,
+            }],
+        };
+        apply_record(&mut engine, &store, settings, open).expect("open");
+        for k in 0..2 {
+            let line = Record::Fact(Fact::Line {
+                conversation: ConversationId(i),
+                line: TranscriptLine {
+                    from: Speaker::Customer,
+                    text: format!("message {k}: my order {i} has not arrived yet"),
+                    at_ms: now,
+                    channel: "chat".into(),
+                },
+                agent_replied: false,
+            });
+            apply_record(&mut engine, &store, settings, line).expect("line");
+        }
+    }
+    (engine, store)
+}
+
+fn snapshot_figures(n: u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("dir");
+    let config_path = dir.path().join("switchboard.toml");
+    std::fs::write(&config_path, base_config(&data)).expect("config");
+    let config = AppConfig::from_toml_str(&base_config(&data)).expect("config");
+    let settings = config.routing_settings();
+    let build = Instant::now();
+    let (engine, store) = loaded(n, &settings);
+    println!("n={n}: built in {:?}", build.elapsed());
+    // The replica: a second copy, as the server keeps one on the snapshot thread.
+    let (replica_engine, replica_store) = loaded(n, &settings);
+    let (_to_replica, records) = crossbeam_channel::unbounded();
+    let replica = SnapshotReplica::spawn(
+        ReplicaConfig {
+            dir: data.clone(),
+            keep: 1,
+            interval: Duration::from_secs(3600),
+            settings: settings.clone(),
+            journal: None,
+            base: ReplicaBase::State {
+                engine: Box::new(replica_engine),
+                store: replica_store,
+                last: 3 * n,
+            },
+        },
+        records,
+    )
+    .expect("replica");
+    let engine = std::sync::Mutex::new(engine);
+    let recorder = Recorder::unjournaled(3 * n, None);
+    // Routing on the live engine (open + abandon, as the router does it:
+    // recorder lock, engine lock, store writes), with and without a snapshot
+    // being written at the same time. Returns the longest call and the count.
+    let pairs = std::cell::Cell::new(0u64);
+    let route_for = |until: &dyn Fn() -> bool| {
+        let mut longest = Duration::ZERO;
+        let mut calls = 0u64;
+        let mut now = 1_800_000_000_000u64 + 10 * pairs.get();
+        while !until() {
+            for command in [
+                Command::Open {
+                    channel: "chat".into(),
+                    queue: None,
+                    skills: vec![],
+                    priority: None,
+                    preferred_agent: None,
+                },
+                Command::Abandon {
+                    conversation: ConversationId(n + 1 + pairs.get()),
+                },
+            ] {
+                now += 1;
+                let start = Instant::now();
+                let mut seq = recorder.lock();
+                let mut e = engine.lock().expect("lock");
+                let r = Record::Handle {
+                    now,
+                    command,
+                    facts: vec![],
+                };
+                apply_record(&mut e, &store, &settings, r.clone()).expect("routing call");
+                seq.record(r);
+                drop(e);
+                drop(seq);
+                longest = longest.max(start.elapsed());
+                calls += 1;
+            }
+            pairs.set(pairs.get() + 1);
+        }
+        (longest, calls)
+    };
+    let base_end = Instant::now() + Duration::from_secs(2);
+    let (base_longest, base_calls) = route_for(&|| Instant::now() >= base_end);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (written, (longest, calls)) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let w = replica.snapshot_now().expect("snapshot").expect("written");
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            w
+        });
+        let during = route_for(&|| done.load(std::sync::atomic::Ordering::SeqCst));
+        (writer.join().expect("writer"), during)
+    });
+    replica.stop();
+    println!(
+        "n={n}: snapshot on the replica thread: build+encode+write+fsync {:.0} ms, {:.1} MiB; \
+         engine lock held by it: 0 ms",
+        written.write_secs * 1e3,
+        written.bytes as f64 / (1 << 20) as f64
+    );
+    println!(
+        "n={n}: longest routing call (open or abandon, with locks and store writes): \
+         {longest:?} while the snapshot was written ({calls} calls), {base_longest:?} without ({base_calls} calls in 2 s)"
+    );
+    drop(engine);
+    drop(store);
+    let start = Instant::now();
+    let restored = durability::restore(&data, &settings).expect("restore");
+    let restore = start.elapsed();
+    assert_eq!(restored.store.conversation_count() as u64, n);
+    drop(restored);
+    println!("n={n}: in-process restore (read + check + decode + rebuild) {restore:?}");
+
+    // The real binary: process start to /readyz 200 on this data dir.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let start = Instant::now();
+        let mut server = Server::start(dir.path(), &config_path, 0);
+        server.ready().await;
+        println!("n={n}: binary start to ready {:?}", start.elapsed());
+    });
+}
+
+#[test]
+#[ignore = "measurement; see docs/durability.md"]
+fn measure_snapshot_100k() {
+    snapshot_figures(100_000);
+}
+
+#[test]
+#[ignore = "measurement; see docs/durability.md"]
+fn measure_snapshot_1m() {
+    snapshot_figures(1_000_000);
+}
+
+/// open + close pairs per second through the real router and WebSocket
+/// sessions, `clients` connections each sending one request at a time.
+async fn pairs_per_sec(mode: &str, clients: usize, secs: u64) -> f64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!("{}\n", base_config(dir.path()));
+    let env = vec![(
+        "SWITCHBOARD__snapshot__durability".to_string(),
+        mode.to_string(),
+    )];
+    let config = AppConfig::from_toml_str_with_env(&text, env).expect("config");
+    let running = server::start_with(
+        config,
+        StartOptions {
+            fault_injection: false,
+            workers: Some(1),
+        },
+    )
+    .await
+    .expect("start");
+    let url = format!("ws://{}/v1/ws", running.addr);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for k in 0..clients {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(&url, Some(CONNECTOR), None).await.expect("connect");
+            let mut pairs = 0u64;
+            while tokio::time::Instant::now() < deadline {
+                let ack = c
+                    .ok(json!({"type": "conversation.open", "customer_id": format!("c{k}"), "channel": "chat"}))
+                    .await;
+                let id = ack["conversation_id"].clone();
+                c.ok(json!({"type": "conversation.close", "conversation_id": id})).await;
+                pairs += 1;
+            }
+            pairs
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("client");
+    }
+    running.stop().await;
+    total as f64 / secs as f64
+}
+
+#[actix_web::test]
+#[ignore = "measurement; see docs/durability.md"]
+async fn measure_throughput_journal_vs_snapshot() {
+    for clients in [1, 16] {
+        for mode in ["journal", "snapshot"] {
+            let rate = pairs_per_sec(mode, clients, 5).await;
+            println!("durability={mode} clients={clients}: {rate:.0} open+close pairs/s");
+        }
+    }
+}
