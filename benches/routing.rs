@@ -29,6 +29,7 @@ fn arrival(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     for n in [1_000usize, 10_000, 100_000] {
         let mut w = World::new(n);
+        let mut held = Vec::new();
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter_custom(|iters| {
                 let mut timed = Duration::ZERO;
@@ -40,34 +41,8 @@ fn arrival(c: &mut Criterion) {
                     timed += start.elapsed();
                     black_box(r.ok());
                     // Untimed: accept and complete whatever was offered.
-                    let mut offer = None;
-                    while let Some(e) = w.engine.poll_effect() {
-                        if let Effect::OfferMade {
-                            offer: o,
-                            agent,
-                            conversation,
-                            ..
-                        } = e
-                        {
-                            offer = Some((o, agent, conversation));
-                        }
-                    }
-                    if let Some((o, agent, conversation)) = offer {
-                        let _ = w.engine.handle(
-                            w.now,
-                            Command::Accept {
-                                agent: agent.clone(),
-                                offer: o,
-                            },
-                        );
-                        let _ = w.engine.handle(
-                            w.now,
-                            Command::Complete {
-                                agent,
-                                conversation,
-                            },
-                        );
-                    }
+                    w.accept_offers(&mut held);
+                    w.complete_all(&mut held);
                     w.engine.handle_timeout(w.now);
                     while w.engine.poll_effect().is_some() {}
                 }
@@ -89,30 +64,7 @@ fn agent_frees(c: &mut Criterion) {
     for n in [1_000usize, 10_000, 100_000] {
         let mut w = World::new(n);
         // Fill every slot (accepting), then put a backlog of waiting conversations.
-        let mut assigned: Vec<(AgentId, ConversationId)> = Vec::new();
-        for _ in 0..(n * 3) {
-            let cmd = w.random_open();
-            w.now += 1;
-            let _ = w.engine.handle(w.now, cmd);
-            while let Some(e) = w.engine.poll_effect() {
-                if let Effect::OfferMade {
-                    offer,
-                    agent,
-                    conversation,
-                    ..
-                } = e
-                {
-                    let _ = w.engine.handle(
-                        w.now,
-                        Command::Accept {
-                            agent: agent.clone(),
-                            offer,
-                        },
-                    );
-                    assigned.push((agent, conversation));
-                }
-            }
-        }
+        let mut assigned = w.fill(n * 3);
         let backlog = w.engine.live_conversations() - assigned.len();
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter_custom(|iters| {
@@ -132,45 +84,11 @@ fn agent_frees(c: &mut Criterion) {
                     timed += start.elapsed();
                     black_box(r.ok());
                     // Untimed: accept what the freed agent was offered, and top the backlog up.
-                    while let Some(e) = w.engine.poll_effect() {
-                        if let Effect::OfferMade {
-                            offer,
-                            agent,
-                            conversation,
-                            ..
-                        } = e
-                        {
-                            let _ = w.engine.handle(
-                                w.now,
-                                Command::Accept {
-                                    agent: agent.clone(),
-                                    offer,
-                                },
-                            );
-                            assigned.push((agent, conversation));
-                        }
-                    }
+                    w.accept_offers(&mut assigned);
                     let cmd = w.random_open();
                     let _ = w.engine.handle(w.now, cmd);
                     w.engine.handle_timeout(w.now);
-                    while let Some(e) = w.engine.poll_effect() {
-                        if let Effect::OfferMade {
-                            offer,
-                            agent,
-                            conversation,
-                            ..
-                        } = e
-                        {
-                            let _ = w.engine.handle(
-                                w.now,
-                                Command::Accept {
-                                    agent: agent.clone(),
-                                    offer,
-                                },
-                            );
-                            assigned.push((agent, conversation));
-                        }
-                    }
+                    w.accept_offers(&mut assigned);
                 }
                 timed
             })

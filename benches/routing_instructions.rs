@@ -34,32 +34,6 @@ fn decide_frees(engine: &mut Engine, now: Millis, cmd: Command) -> Result<Reply,
     engine.handle(now, cmd)
 }
 
-fn accept_all(w: &mut World, assigned: &mut Vec<(AgentId, ConversationId)>) {
-    let mut offers = Vec::new();
-    while let Some(e) = w.engine.poll_effect() {
-        if let Effect::OfferMade {
-            offer,
-            agent,
-            conversation,
-            ..
-        } = e
-        {
-            offers.push((offer, agent, conversation));
-        }
-    }
-    for (offer, agent, conversation) in offers {
-        let _ = w.engine.handle(
-            w.now,
-            Command::Accept {
-                agent: agent.clone(),
-                offer,
-            },
-        );
-        assigned.push((agent, conversation));
-    }
-    while w.engine.poll_effect().is_some() {}
-}
-
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -80,27 +54,14 @@ fn main() {
                 let cmd = w.random_open();
                 w.now += 1;
                 black_box(decide_arrival(&mut w.engine, w.now, cmd).ok());
-                accept_all(&mut w, &mut assigned);
-                for (agent, conversation) in assigned.drain(..) {
-                    let _ = w.engine.handle(
-                        w.now,
-                        Command::Complete {
-                            agent,
-                            conversation,
-                        },
-                    );
-                }
+                w.accept_offers(&mut assigned);
+                w.complete_all(&mut assigned);
                 w.engine.handle_timeout(w.now);
                 while w.engine.poll_effect().is_some() {}
             }
         }
         "frees" => {
-            for _ in 0..(n * 3) {
-                let cmd = w.random_open();
-                w.now += 1;
-                let _ = w.engine.handle(w.now, cmd);
-                accept_all(&mut w, &mut assigned);
-            }
+            assigned = w.fill(n * 3);
             let mut pick = 0usize;
             for _ in 0..iters {
                 pick = (pick + 7919) % assigned.len();
@@ -117,10 +78,10 @@ fn main() {
                     )
                     .ok(),
                 );
-                accept_all(&mut w, &mut assigned);
+                w.accept_offers(&mut assigned);
                 let cmd = w.random_open();
                 let _ = w.engine.handle(w.now, cmd);
-                accept_all(&mut w, &mut assigned);
+                w.accept_offers(&mut assigned);
                 w.engine.handle_timeout(w.now);
             }
         }

@@ -105,41 +105,72 @@ impl World {
         self.open_cmd(q, ch)
     }
 
-    /// Accepts every offer and completes every assigned conversation.
-    pub fn drain_and_settle(&mut self) {
-        loop {
-            let mut offers = Vec::new();
-            while let Some(e) = self.engine.poll_effect() {
-                if let Effect::OfferMade {
+    /// Accepts every offer made so far, adding what each agent now holds to
+    /// `assigned`; every other effect is drained.
+    pub fn accept_offers(&mut self, assigned: &mut Vec<(AgentId, ConversationId)>) {
+        let mut offers = Vec::new();
+        while let Some(e) = self.engine.poll_effect() {
+            if let Effect::OfferMade {
+                offer,
+                agent,
+                conversation,
+                ..
+            } = e
+            {
+                offers.push((offer, agent, conversation));
+            }
+        }
+        for (offer, agent, conversation) in offers {
+            let _ = self.engine.handle(
+                self.now,
+                Command::Accept {
+                    agent: agent.clone(),
                     offer,
+                },
+            );
+            assigned.push((agent, conversation));
+        }
+        while self.engine.poll_effect().is_some() {}
+    }
+
+    /// Completes every conversation in `assigned` (emptying it).
+    pub fn complete_all(&mut self, assigned: &mut Vec<(AgentId, ConversationId)>) {
+        for (agent, conversation) in assigned.drain(..) {
+            let _ = self.engine.handle(
+                self.now,
+                Command::Complete {
                     agent,
                     conversation,
-                    ..
-                } = e
-                {
-                    offers.push((offer, agent, conversation));
-                }
-            }
-            if offers.is_empty() {
+                },
+            );
+        }
+    }
+
+    /// Opens `count` random conversations one ms apart, accepting every
+    /// offer: fills the agents' slots, then leaves a backlog waiting. Returns
+    /// what the agents hold.
+    pub fn fill(&mut self, count: usize) -> Vec<(AgentId, ConversationId)> {
+        let mut assigned = Vec::new();
+        for _ in 0..count {
+            let cmd = self.random_open();
+            self.now += 1;
+            let _ = self.engine.handle(self.now, cmd);
+            self.accept_offers(&mut assigned);
+        }
+        assigned
+    }
+
+    /// Accepts every offer and completes every assigned conversation, until
+    /// nothing more is offered.
+    pub fn drain_and_settle(&mut self) {
+        let mut assigned = Vec::new();
+        loop {
+            self.now += 1;
+            self.accept_offers(&mut assigned);
+            if assigned.is_empty() {
                 break;
             }
-            for (offer, agent, conversation) in offers {
-                self.now += 1;
-                let _ = self.engine.handle(
-                    self.now,
-                    Command::Accept {
-                        agent: agent.clone(),
-                        offer,
-                    },
-                );
-                let _ = self.engine.handle(
-                    self.now,
-                    Command::Complete {
-                        agent,
-                        conversation,
-                    },
-                );
-            }
+            self.complete_all(&mut assigned);
         }
     }
 }
