@@ -31,7 +31,7 @@ pub type AgentIx = usize;
 pub type Seq = usize;
 
 /// Where a conversation is, as far as the load generator knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConvState {
     /// `conversation.open` sent, no ack yet.

@@ -66,6 +66,12 @@ struct Cli {
     /// Override the cap on conversations opened.
     #[arg(long)]
     max_conversations: Option<u64>,
+    /// Override the echo window (frames in flight per connection; 0: idle connections).
+    #[arg(long)]
+    echo_window: Option<usize>,
+    /// Override the echo duration in seconds.
+    #[arg(long)]
+    echo_secs: Option<f64>,
     /// Simultaneous connection attempts while connecting.
     #[arg(long, default_value_t = 64)]
     connect_concurrency: usize,
@@ -97,6 +103,12 @@ fn apply_overrides(cli: &Cli, sc: &mut scenario::Scenario) -> anyhow::Result<()>
     }
     if let Some(m) = cli.max_conversations {
         sc.max_conversations = m;
+    }
+    if let Some(w) = cli.echo_window {
+        sc.echo.window = w;
+    }
+    if let Some(d) = cli.echo_secs {
+        sc.echo.duration_secs = d;
     }
     let problems = sc.validate();
     if !problems.is_empty() {

@@ -147,7 +147,9 @@ pub async fn max(
     sim.shared.book().take_window();
     let mut steps = Vec::new();
     let mut rate = m.start_rate;
-    let mut frames_before = 0;
+    // Logins are not part of any step.
+    let mut frames_before = sim.shared.frames_in.load(Ordering::Relaxed)
+        + sim.shared.frames_out.load(Ordering::Relaxed);
     let stopped_because;
     loop {
         let sent = sim.arrivals(rate, m.step_secs).await;
@@ -290,6 +292,23 @@ async fn echo_conn(
 ) -> Histogram<u64> {
     let mut h = histogram();
     let (mut sink, mut stream) = ws.split();
+    if window == 0 {
+        // Idle: hold the connection (answering nothing but the server's pings,
+        // which tungstenite does on read) until the end.
+        let deadline = tokio::time::Instant::from_std(end);
+        loop {
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Err(_) => break,
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    return h;
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+        let _ = sink.send(Message::Close(None)).await;
+        return h;
+    }
     let mut in_flight: VecDeque<(u64, Instant)> = VecDeque::with_capacity(window);
     let mut seq = id << 40;
     let probe = |seq: u64| Message::text(wire::echo_probe(seq, bytes));

@@ -16,7 +16,13 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("burst", include_str!("../scenarios/burst.toml")),
     ("multiskill", include_str!("../scenarios/multiskill.toml")),
     ("max", include_str!("../scenarios/max.toml")),
+    ("max-10k", include_str!("../scenarios/max-10k.toml")),
     ("erlang-c", include_str!("../scenarios/erlang-c.toml")),
+    ("idle-agents", include_str!("../scenarios/idle-agents.toml")),
+    (
+        "waiting-100k",
+        include_str!("../scenarios/waiting-100k.toml"),
+    ),
 ];
 
 /// What a run does.
@@ -244,7 +250,8 @@ impl Default for MaxSettings {
 pub struct EchoSettings {
     /// Path of the echo endpoint on the same server.
     pub path: String,
-    /// Frames each connection keeps in flight.
+    /// Frames each connection keeps in flight; 0: connect and stay idle
+    /// (the memory baseline of a bare WebSocket connection).
     pub window: usize,
     /// Size of each frame's JSON text, in bytes (an offer frame is about 300).
     pub payload_bytes: usize,
@@ -438,12 +445,11 @@ impl Scenario {
             p.push("max: need start_rate > 0, step_factor > 1, step_secs > 0, max_rate >= start_rate, p99_bound_ms > 0".into());
         }
         let e = &self.echo;
-        if e.window == 0
-            || e.payload_bytes < 16
-            || !pos(e.duration_secs)
-            || !e.path.starts_with('/')
-        {
-            p.push("echo: need window > 0, payload_bytes >= 16, duration_secs > 0 and a path starting with /".into());
+        if e.payload_bytes < 16 || !pos(e.duration_secs) || !e.path.starts_with('/') {
+            p.push(
+                "echo: need payload_bytes >= 16, duration_secs > 0 and a path starting with /"
+                    .into(),
+            );
         }
         if self.mode == Mode::ErlangC {
             if a.patience.is_some() || a.switch_probability > 0.0 {

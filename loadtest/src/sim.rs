@@ -129,6 +129,15 @@ enum Req {
     Message,
 }
 
+/// Requests one connection may have unanswered before it takes more work.
+///
+/// The engine disconnects a client whose outbound queue fills
+/// (`server.outbound_buffer_frames`, 256 by default), and a client that is
+/// busy writing a long burst is not reading its acks; so a burst (the sweep
+/// abandoning 100 000 waiting conversations, say) is paced by the acks
+/// instead. Work that waits here is still timed from when it was due.
+const MAX_IN_FLIGHT: usize = 128;
+
 /// Sends `msg` to the task behind `tx` at `due` (at once when it is due already).
 fn send_at<T: Send + 'static>(tx: &mpsc::UnboundedSender<T>, due: Instant, msg: T) {
     if due <= Instant::now() {
@@ -374,7 +383,12 @@ impl Sim {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         self.shared.sweeping.store(true, Ordering::SeqCst);
-        let sweep_end = Instant::now() + Duration::from_secs(10);
+        // 10 s, plus 1 s per 1000 conversations still to end (a large backlog
+        // of waiting ones takes a while to abandon), at most 2 minutes.
+        let backlog = self.shared.book().unfinished().len() as u64;
+        let sweep_end = Instant::now() + Duration::from_secs((10 + backlog / 1000).min(120));
+        const REASK: Duration = Duration::from_secs(5);
+        let mut asked: HashMap<(Seq, u32, ConvState), Instant> = HashMap::new();
         loop {
             let now = Instant::now();
             let (work, in_flight) = {
@@ -393,6 +407,15 @@ impl Sim {
                 break;
             }
             for (seq, state, holder, leg, connector) in work {
+                // Ask once; ask again only if it is still unfinished seconds later
+                // (an abandon that lost a race to an accept, say).
+                let again = asked
+                    .get(&(seq, leg, state))
+                    .is_none_or(|at: &Instant| now.saturating_duration_since(*at) >= REASK);
+                if !again {
+                    continue;
+                }
+                asked.insert((seq, leg, state), now);
                 match (state, holder) {
                     (ConvState::Waiting, _) => {
                         let _ =
@@ -470,7 +493,7 @@ impl AgentTask {
             }
             tokio::select! {
                 _ = stop.changed() => break,
-                msg = rx.recv() => match msg {
+                msg = rx.recv(), if out.pending.len() < MAX_IN_FLIGHT => match msg {
                     Some(m) => self.perform(m, &mut out, &mut ended),
                     None => break,
                 },
@@ -684,7 +707,7 @@ impl ConnectorTask {
             }
             tokio::select! {
                 _ = stop.changed() => break,
-                msg = rx.recv() => match msg {
+                msg = rx.recv(), if out.pending.len() < MAX_IN_FLIGHT => match msg {
                     Some(m) => self.perform(m, &mut out, &mut patience),
                     None => break,
                 },
