@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`routing`] — the pure routing core (sans-I/O: time is an argument).
+//! - [`durability`] — journal (group commit), snapshots (from a replica), restore at start.
 pub mod actors;
 pub mod api;
 pub mod cli;

@@ -95,11 +95,8 @@ pub async fn start_with(config: AppConfig, options: StartOptions) -> anyhow::Res
         service_level,
         options.fault_injection,
     );
-    // Restored live conversations get their actors back (connectors that
-    // reconnect are found by owner); agents' actors start on first use.
-    for id in hub.store.live_conversation_ids() {
-        hub.spawn_conversation(id, None);
-    }
+    // Restored conversations and agents get their actors on first use (see
+    // `Hub::conversation`); connectors that reconnect are found by owner.
     start_snapshots(&hub, &config, &settings, replica)?;
     let _ = hub.router();
 
@@ -198,6 +195,7 @@ fn restore_state(
         skipped_snapshots,
         replay,
         refused,
+        timings,
     } = restored;
     let (to_replica, records) = crossbeam_channel::unbounded();
     let (recorder, journal) = match config.snapshot.durability {
@@ -234,6 +232,9 @@ fn restore_state(
         conversations = store.conversation_count(),
         live_conversations = store.live_conversations(),
         agents_set_offline = offline,
+        load_ms = timings.load_ms,
+        rebuild_ms = timings.rebuild_ms,
+        replay_ms = timings.replay_ms,
         restore_ms = clock::elapsed_secs(start) * 1e3,
         "state restored"
     );

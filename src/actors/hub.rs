@@ -26,7 +26,7 @@ use crate::api::protocol::{Role, ServerFrame};
 use crate::durability::{Recorder, SnapshotReplica};
 use crate::metrics::{self, ActorKind, Direction};
 use crate::routing::{ConversationId, Engine, RoutingSettings};
-use crate::store::Store;
+use crate::store::{ConversationState, Store};
 use actix::{Actor, Addr, ArbiterHandle, Message};
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -301,8 +301,9 @@ impl Hub {
         addr
     }
 
-    /// The live actor of conversation `id`, rebuilt from the store if it died.
-    /// `None` when the conversation is unknown or its actor stopped normally.
+    /// The live actor of conversation `id`, rebuilt from the store if it died,
+    /// started if the conversation is live but has none yet (restored from a
+    /// snapshot). `None` when the conversation is unknown or has ended.
     pub fn conversation(self: &Arc<Self>, id: ConversationId) -> Option<Addr<ConversationActor>> {
         let current = self.conversations.get(&id).map(|a| a.clone());
         match current {
@@ -312,7 +313,12 @@ impl Hub {
                 self.restarted(ActorKind::Conversation);
                 Some(self.spawn_conversation(id, None))
             }
-            None => None,
+            None => {
+                let live = self
+                    .store
+                    .update_conversation(id, |r| r.state != ConversationState::Ended)?;
+                live.then(|| self.spawn_conversation(id, None))
+            }
         }
     }
 

@@ -25,7 +25,7 @@ pub mod snapshot;
 pub use record::{Record, Seq};
 pub use recorder::{JournalFailed, Recorder, Sequencer};
 pub use replica::{write_snapshot, ReplicaBase, ReplicaConfig, SnapshotReplica, Written};
-pub use restore::{agents_offline, apply_record, restore, Restored};
+pub use restore::{agents_offline, apply_record, restore, RestoreTimings, Restored};
 
 use std::path::PathBuf;
 

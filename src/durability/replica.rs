@@ -37,6 +37,8 @@ pub struct Written {
     pub bytes: u64,
     /// Time to build the body, encode, write and fsync it (off the actors).
     pub write_secs: f64,
+    /// Of which: turning the engine and the store into plain data.
+    pub build_secs: f64,
 }
 
 /// Writes a snapshot of `engine` and `store` at `seq`, then prunes old
@@ -56,6 +58,7 @@ pub fn write_snapshot(
         core: engine.snapshot(),
         store: StoreImage::from_records(store.records()),
     };
+    let build_secs = clock::elapsed_secs(start);
     let (path, bytes) = snapshot::write(dir, &body)?;
     let write_secs = clock::elapsed_secs(start);
     metrics::snapshot_written(write_secs, bytes);
@@ -67,6 +70,7 @@ pub fn write_snapshot(
         path,
         bytes,
         write_secs,
+        build_secs,
     })
 }
 
@@ -216,7 +220,7 @@ impl Replica {
             let _ = journal.send(JournalMsg::Rotate);
         }
         tracing::info!(seq = written.seq, bytes = written.bytes,
-            write_ms = written.write_secs * 1e3, path = %written.path.display(), "snapshot written");
+            write_ms = written.write_secs * 1e3, build_ms = written.build_secs * 1e3, path = %written.path.display(), "snapshot written");
         self.written = Some(self.last);
         Ok(Some(written))
     }

@@ -14,6 +14,7 @@ use super::record::{Record, Seq};
 use super::recorder::Sequencer;
 use super::snapshot;
 use super::DurabilityError;
+use crate::clock;
 use crate::routing::{AgentStatus, Command, Engine, Millis, RoutingSettings};
 use crate::store::{apply_command, apply_effect, apply_fact, Store};
 use std::path::{Path, PathBuf};
@@ -32,6 +33,23 @@ pub struct Restored {
     pub replay: ReplayStats,
     /// Journal records the engine refused on replay (should be 0).
     pub refused: u64,
+    /// Where the time went, in milliseconds.
+    pub timings: RestoreTimings,
+}
+
+/// Milliseconds spent in each step of [`restore`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RestoreTimings {
+    /// Reading, checking and decoding the snapshot file.
+    pub load_ms: f64,
+    /// Rebuilding the engine and the store (in parallel, so about the larger of the two).
+    pub rebuild_ms: f64,
+    /// Of which: `Engine::restore`.
+    pub engine_ms: f64,
+    /// Of which: rebuilding the store.
+    pub store_ms: f64,
+    /// Replaying the journal.
+    pub replay_ms: f64,
 }
 
 /// Applies one record to an engine and its store, as the router did live.
@@ -73,24 +91,43 @@ pub fn apply_record(
 /// Loads the newest valid snapshot in `dir` and replays the journal after it.
 /// With neither, a fresh engine and an empty store.
 pub fn restore(dir: &Path, settings: &RoutingSettings) -> Result<Restored, DurabilityError> {
+    let mut timings = RestoreTimings::default();
+    let start = clock::instant();
     let loaded = snapshot::load_newest(dir)?;
+    timings.load_ms = clock::elapsed_secs(start) * 1e3;
+    let start = clock::instant();
     let skipped_snapshots = loaded.as_ref().map(|l| l.skipped.len()).unwrap_or(0);
     let (mut engine, store, after, from) = match loaded {
         Some(l) => {
             let seq = l.body.seq;
-            let engine = Engine::restore(settings.clone(), l.body.core).map_err(|source| {
-                DurabilityError::Restore {
-                    path: l.path.clone(),
-                    source,
-                }
+            let (core, image) = (l.body.core, l.body.store);
+            // The engine and the store are independent: rebuild them side by side.
+            let (engine, store) = std::thread::scope(|scope| {
+                let store = scope.spawn(move || {
+                    let start = clock::instant();
+                    (image.into_store(), clock::elapsed_secs(start) * 1e3)
+                });
+                let start = clock::instant();
+                let engine = Engine::restore(settings.clone(), core);
+                timings.engine_ms = clock::elapsed_secs(start) * 1e3;
+                (engine, store.join())
+            });
+            let engine = engine.map_err(|source| DurabilityError::Restore {
+                path: l.path.clone(),
+                source,
             })?;
-            (engine, l.body.store.into_store(), seq, Some((seq, l.path)))
+            let (store, store_ms) = store
+                .map_err(|_| DurabilityError::Diverged("rebuilding the store panicked".into()))?;
+            timings.store_ms = store_ms;
+            (engine, store, seq, Some((seq, l.path)))
         }
         None => {
             let engine = Engine::new(settings.clone()).map_err(DurabilityError::Settings)?;
             (engine, Store::new(), 0, None)
         }
     };
+    timings.rebuild_ms = clock::elapsed_secs(start) * 1e3;
+    let start = clock::instant();
     let mut refused = 0u64;
     let replay = journal::replay(dir, after, |seq, record| {
         let kind = record.kind();
@@ -99,6 +136,7 @@ pub fn restore(dir: &Path, settings: &RoutingSettings) -> Result<Restored, Durab
             tracing::error!(seq, kind, error = %e, "the engine refused a journaled command on replay; skipped");
         }
     })?;
+    timings.replay_ms = clock::elapsed_secs(start) * 1e3;
     Ok(Restored {
         engine,
         store,
@@ -107,6 +145,7 @@ pub fn restore(dir: &Path, settings: &RoutingSettings) -> Result<Restored, Durab
         skipped_snapshots,
         replay,
         refused,
+        timings,
     })
 }
 

@@ -7,7 +7,8 @@
 //! [`StoreImage`]). A file is `snapshot-<seq, 20 digits>.snap`; it is written
 //! to a temp file in the same directory, fsynced, renamed into place and the
 //! directory fsynced, so a crash leaves either the old set or the new file
-//! whole. Loading takes the newest file that checks out and logs every one it
+//! whole. The body is streamed to the file with its CRC computed on the way
+//! (no second copy in memory); the header is written last. Loading takes the newest file that checks out and logs every one it
 //! skipped and why. This module must never delete a file it cannot prove is
 //! superseded, and never return a body whose checksum failed.
 
@@ -16,7 +17,7 @@ use crate::routing::{CoreSnapshot, Millis};
 use crate::store::StoreImage;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// First bytes of every snapshot file.
@@ -90,16 +91,43 @@ fn parse_name(name: &str) -> Option<Seq> {
         .ok()
 }
 
-/// Encodes `body` with its header.
+/// Encodes `body` with its header (in memory; [`write`] streams instead).
 pub fn encode(body: &SnapshotBody) -> Result<Vec<u8>, SnapshotError> {
-    let payload = bincode::serialize(body).map_err(SnapshotError::Encode)?;
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
+    let mut out = vec![0u8; HEADER_LEN];
+    bincode::serialize_into(&mut out, body).map_err(SnapshotError::Encode)?;
+    let payload_len = (out.len() - HEADER_LEN) as u64;
+    let crc = crc32fast::hash(&out[HEADER_LEN..]);
+    out[..HEADER_LEN].copy_from_slice(&header(payload_len, crc));
     Ok(out)
+}
+
+fn header(payload_len: u64, crc: u32) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..8].copy_from_slice(&MAGIC);
+    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[12..20].copy_from_slice(&payload_len.to_le_bytes());
+    h[20..24].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// A writer that counts and checksums what passes through it.
+struct Checksummed<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl<W: Write> Write for Checksummed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Decodes a whole file's bytes; `path` only names it in errors.
@@ -151,19 +179,45 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<SnapshotBody, SnapshotError> 
     })
 }
 
-/// Writes `body` atomically into `dir`; returns the path and its size in bytes.
+/// Writes `body` atomically into `dir`, streaming it (encode, checksum and
+/// write in one pass; the header is filled in last); returns the path and the
+/// file's size in bytes.
 pub fn write(dir: &Path, body: &SnapshotBody) -> Result<(PathBuf, u64), SnapshotError> {
-    let bytes = encode(body)?;
     let path = dir.join(file_name(body.seq));
     let tmp = dir.join(format!(".{}.tmp", file_name(body.seq)));
-    {
-        let mut file = File::create(&tmp).map_err(io("creating", &tmp))?;
-        file.write_all(&bytes).map_err(io("writing", &tmp))?;
+    let size = {
+        let file = File::create(&tmp).map_err(io("creating", &tmp))?;
+        let mut out = Checksummed {
+            inner: std::io::BufWriter::with_capacity(1 << 20, file),
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        };
+        out.inner
+            .write_all(&[0u8; HEADER_LEN])
+            .map_err(io("writing", &tmp))?;
+        bincode::serialize_into(&mut out, body).map_err(|e| match *e {
+            bincode::ErrorKind::Io(source) => SnapshotError::Io {
+                op: "writing",
+                path: tmp.clone(),
+                source,
+            },
+            other => SnapshotError::Encode(Box::new(other)),
+        })?;
+        let Checksummed { inner, crc, len } = out;
+        let mut file = inner.into_inner().map_err(|e| SnapshotError::Io {
+            op: "writing",
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| file.write_all(&header(len, crc.finalize())))
+            .map_err(io("writing the header of", &tmp))?;
         file.sync_all().map_err(io("fsyncing", &tmp))?;
-    }
+        HEADER_LEN as u64 + len
+    };
     fs::rename(&tmp, &path).map_err(io("renaming into place", &path))?;
     sync_dir(dir).map_err(io("fsyncing the directory", dir))?;
-    Ok((path, bytes.len() as u64))
+    Ok((path, size))
 }
 
 /// fsyncs a directory so a rename or a new file in it is durable.

@@ -9,6 +9,7 @@
 use super::{AgentRecord, ConversationRecord, ConversationState, Store};
 use crate::api::protocol::TranscriptLine;
 use crate::routing::{AgentStatus, ConversationId, Millis};
+use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -74,6 +75,15 @@ impl Store {
         }
     }
 
+    /// An empty store with room for this many conversations and agents.
+    pub fn with_capacity(conversations: usize, agents: usize) -> Store {
+        Store {
+            conversations: DashMap::with_capacity(conversations),
+            customers: DashMap::new(),
+            agents: DashMap::with_capacity(agents),
+        }
+    }
+
     /// Number of conversations held, ended ones included.
     pub fn conversation_count(&self) -> usize {
         self.conversations.len()
@@ -133,7 +143,7 @@ impl StoreImage {
 
     /// Rebuilds a store (customers link their conversations oldest first).
     pub fn into_store(self) -> Store {
-        let store = Store::new();
+        let store = Store::with_capacity(self.conversations.len(), self.agents.len());
         for c in self.conversations {
             let attributes = match serde_json::from_str::<Map<String, Value>>(&c.attributes_json) {
                 Ok(map) => map,

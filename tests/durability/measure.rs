@@ -101,8 +101,7 @@ fn snapshot_figures(n: u64) {
     // being written at the same time. Returns the longest call and the count.
     let pairs = std::cell::Cell::new(0u64);
     let route_for = |until: &dyn Fn() -> bool| {
-        let mut longest = Duration::ZERO;
-        let mut calls = 0u64;
+        let mut took = Vec::with_capacity(1 << 20);
         let mut now = 1_800_000_000_000u64 + 10 * pairs.get();
         while !until() {
             for command in [
@@ -130,17 +129,28 @@ fn snapshot_figures(n: u64) {
                 seq.record(r);
                 drop(e);
                 drop(seq);
-                longest = longest.max(start.elapsed());
-                calls += 1;
+                took.push(start.elapsed());
             }
             pairs.set(pairs.get() + 1);
         }
-        (longest, calls)
+        took.sort_unstable();
+        let at = |q: f64| took[((took.len() - 1) as f64 * q) as usize];
+        let over = |d: Duration| took.iter().filter(|t| **t > d).count();
+        format!(
+            "{} calls: p50 {:?}, p99 {:?}, p99.9 {:?}, max {:?}; {} over 1 ms, {} over 10 ms",
+            took.len(),
+            at(0.5),
+            at(0.99),
+            at(0.999),
+            at(1.0),
+            over(Duration::from_millis(1)),
+            over(Duration::from_millis(10))
+        )
     };
     let base_end = Instant::now() + Duration::from_secs(2);
-    let (base_longest, base_calls) = route_for(&|| Instant::now() >= base_end);
+    let without = route_for(&|| Instant::now() >= base_end);
     let done = std::sync::atomic::AtomicBool::new(false);
-    let (written, (longest, calls)) = std::thread::scope(|scope| {
+    let (written, during) = std::thread::scope(|scope| {
         let writer = scope.spawn(|| {
             let w = replica.snapshot_now().expect("snapshot").expect("written");
             done.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -151,20 +161,20 @@ fn snapshot_figures(n: u64) {
     });
     replica.stop();
     println!(
-        "n={n}: snapshot on the replica thread: build+encode+write+fsync {:.0} ms, {:.1} MiB; \
+        "n={n}: snapshot on the replica thread: {:.0} ms (of which engine+store to plain data {:.0} ms), {:.1} MiB; \
          engine lock held by it: 0 ms",
         written.write_secs * 1e3,
+        written.build_secs * 1e3,
         written.bytes as f64 / (1 << 20) as f64
     );
-    println!(
-        "n={n}: longest routing call (open or abandon, with locks and store writes): \
-         {longest:?} while the snapshot was written ({calls} calls), {base_longest:?} without ({base_calls} calls in 2 s)"
-    );
+    println!("n={n}: routing calls (open or abandon, locks + store writes) while the snapshot was written: {during}");
+    println!("n={n}: routing calls for 2 s without a snapshot: {without}");
     drop(engine);
     drop(store);
     let start = Instant::now();
     let restored = durability::restore(&data, &settings).expect("restore");
     let restore = start.elapsed();
+    println!("n={n}: restore steps: {:?}", restored.timings);
     assert_eq!(restored.store.conversation_count() as u64, n);
     drop(restored);
     println!("n={n}: in-process restore (read + check + decode + rebuild) {restore:?}");
