@@ -289,6 +289,15 @@ pub fn load_newest(dir: &Path) -> Result<Option<Loaded>, SnapshotError> {
 /// Deletes all but the newest `keep` snapshots (and stale temp files);
 /// returns the sequence number of the oldest one kept.
 pub fn prune(dir: &Path, keep: usize) -> Result<Option<Seq>, SnapshotError> {
+    // Temp files left by a crash in the middle of a write (never a finished snapshot).
+    for entry in fs::read_dir(dir).map_err(io("listing", dir))?.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".snapshot-") && name.ends_with(".tmp") {
+            let path = entry.path();
+            fs::remove_file(&path).map_err(io("deleting", &path))?;
+        }
+    }
     let all = list(dir)?;
     let cut = all.len().saturating_sub(keep.max(1));
     for (_, path) in &all[..cut] {

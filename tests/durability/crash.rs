@@ -461,6 +461,64 @@ async fn sigkill_under_traffic_loses_nothing_that_was_acknowledged() {
     verify(&again, &all, 99).await;
 }
 
+/// `durability = "snapshot"`: acks are immediate and a crash keeps what the
+/// last periodic snapshot holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_mode_keeps_what_the_last_snapshot_holds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let config = dir.path().join("switchboard.toml");
+    let text =
+        base_config(&data).replace("[snapshot]\n", "[snapshot]\ndurability = \"snapshot\"\n");
+    std::fs::write(&config, text).expect("config");
+    let mut server = Server::start(dir.path(), &config, 0);
+    server.ready().await;
+    let mut c = Ws::connect(server.addr, CONNECTOR).await.expect("connect");
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let frame = json!({"type": "conversation.open", "customer_id": format!("snap-{n}"), "channel": "chat"});
+        let ack = c.ack(frame).await.expect("acked");
+        ids.push(ack["conversation_id"].as_str().expect("id").to_string());
+    }
+    let frame = json!({"type": "conversation.message", "conversation_id": ids[0], "from": "customer", "text": "kept"});
+    c.ack(frame).await.expect("acked");
+    // No journal is written in this mode.
+    let journal = || {
+        std::fs::read_dir(&data)
+            .expect("data dir")
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("journal-"))
+    };
+    assert!(!journal(), "snapshot mode writes no journal");
+    // Wait for a snapshot that holds all of it (interval 0.2 s), then kill.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = server.log_text();
+        if log
+            .lines()
+            .any(|l| l.contains("snapshot written") && l.contains("seq=6 "))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot of seq 6:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.sigkill();
+    let mut server = Server::start(dir.path(), &config, 1);
+    server.ready().await;
+    for (n, id) in ids.iter().enumerate() {
+        let (status, conv) = server.get(&format!("/v1/conversations/{id}")).await;
+        assert_eq!(status, 200, "{conv}");
+        assert_eq!(conv["customer_id"], format!("snap-{n}"));
+        assert_eq!(conv["state"], "waiting");
+    }
+    let (_, first) = server.get(&format!("/v1/conversations/{}", ids[0])).await;
+    assert_eq!(first["transcript"][0]["text"], "kept", "{first}");
+}
+
 #[test]
 fn an_unusable_data_dir_is_a_clear_startup_error() {
     let dir = tempfile::tempdir().expect("tempdir");
