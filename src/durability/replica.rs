@@ -137,7 +137,7 @@ impl Replica {
                                 path: l.path.clone(),
                                 source,
                             })?;
-                        (engine, l.body.store.into_store(), seq)
+                        (engine, l.body.store.into_store(1), seq)
                     }
                     None => (
                         Engine::new(config.settings.clone()).map_err(DurabilityError::Settings)?,

@@ -105,7 +105,7 @@ pub fn restore(dir: &Path, settings: &RoutingSettings) -> Result<Restored, Durab
             let (engine, store) = std::thread::scope(|scope| {
                 let store = scope.spawn(move || {
                     let start = clock::instant();
-                    (image.into_store(), clock::elapsed_secs(start) * 1e3)
+                    (image.into_store(cores()), clock::elapsed_secs(start) * 1e3)
                 });
                 let start = clock::instant();
                 let engine = Engine::restore(settings.clone(), core);
@@ -183,4 +183,11 @@ pub fn agents_offline(
         }
     }
     n
+}
+
+/// Threads for rebuilding the store: one per core.
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
 }

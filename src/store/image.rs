@@ -142,37 +142,29 @@ impl StoreImage {
     }
 
     /// Rebuilds a store (customers link their conversations oldest first).
-    pub fn into_store(self) -> Store {
+    /// Conversations are inserted by `threads` threads at once (the maps are
+    /// concurrent), then each customer's list is put back in id order.
+    pub fn into_store(self, threads: usize) -> Store {
         let store = Store::with_capacity(self.conversations.len(), self.agents.len());
-        for c in self.conversations {
-            let attributes = match serde_json::from_str::<Map<String, Value>>(&c.attributes_json) {
-                Ok(map) => map,
-                Err(e) => {
-                    tracing::warn!(conversation = %c.key, error = %e, "stored attributes are not a JSON object; dropped");
-                    Map::new()
-                }
-            };
-            store.insert_conversation(ConversationRecord {
-                id: c.key.to_string(),
-                key: c.key,
-                customer_id: c.customer_id,
-                channel: c.channel,
-                queue: c.queue,
-                priority: c.priority,
-                state: c.state,
-                agent_id: c.agent_id,
-                offer_id: c.offer_id,
-                transcript: c.transcript,
-                attributes,
-                previous_channels: c.previous_channels,
-                previous_agent_id: c.previous_agent_id,
-                outcome: c.outcome.as_deref().and_then(outcome_of),
-                opened_at_ms: c.opened_at_ms,
-                assigned_at_ms: c.assigned_at_ms,
-                ended_at_ms: c.ended_at_ms,
-                agent_replied: c.agent_replied,
-                owner: c.owner,
-            });
+        let mut rest = self.conversations;
+        let per = rest.len().div_ceil(threads.max(1)).max(1);
+        let mut chunks = Vec::new();
+        while rest.len() > per {
+            let tail = rest.split_off(rest.len() - per);
+            chunks.push(tail);
+        }
+        std::thread::scope(|scope| {
+            for chunk in chunks {
+                let store = &store;
+                scope.spawn(move || insert_all(store, chunk));
+            }
+            insert_all(&store, rest);
+        });
+        if threads > 1 {
+            store
+                .customers
+                .iter_mut()
+                .for_each(|mut ids| ids.sort_unstable());
         }
         for a in self.agents {
             store.agents.insert(
@@ -192,6 +184,39 @@ impl StoreImage {
             );
         }
         store
+    }
+}
+
+fn insert_all(store: &Store, conversations: Vec<StoredConversation>) {
+    for c in conversations {
+        let attributes = match serde_json::from_str::<Map<String, Value>>(&c.attributes_json) {
+            Ok(map) => map,
+            Err(e) => {
+                tracing::warn!(conversation = %c.key, error = %e, "stored attributes are not a JSON object; dropped");
+                Map::new()
+            }
+        };
+        store.insert_conversation(ConversationRecord {
+            id: c.key.to_string(),
+            key: c.key,
+            customer_id: c.customer_id,
+            channel: c.channel,
+            queue: c.queue,
+            priority: c.priority,
+            state: c.state,
+            agent_id: c.agent_id,
+            offer_id: c.offer_id,
+            transcript: c.transcript,
+            attributes,
+            previous_channels: c.previous_channels,
+            previous_agent_id: c.previous_agent_id,
+            outcome: c.outcome.as_deref().and_then(outcome_of),
+            opened_at_ms: c.opened_at_ms,
+            assigned_at_ms: c.assigned_at_ms,
+            ended_at_ms: c.ended_at_ms,
+            agent_replied: c.agent_replied,
+            owner: c.owner,
+        });
     }
 }
 

@@ -315,6 +315,21 @@ fn a_snapshot_round_trips_and_the_journal_after_it_is_replayed_on_top() {
     let live = engine.lock().expect("lock");
     assert_eq!(core_bytes(&restored.engine), core_bytes(&live));
     assert_eq!(image(&restored.store), image(&store));
+    // Each customer's conversations, oldest first, as live (the store is
+    // rebuilt by several threads at once).
+    for customer in ["cust-0", "cust-1", "cust-2", "cust-3"] {
+        let ids = |s: &Store| -> Vec<String> {
+            s.customer_conversations(customer)
+                .into_iter()
+                .map(|c| c.id)
+                .collect()
+        };
+        assert_eq!(ids(&restored.store), ids(&store), "{customer}");
+        assert!(
+            ids(&store).len() >= 3,
+            "{customer} has several conversations"
+        );
+    }
 }
 
 fn body(seq: u64, settings: &RoutingSettings) -> snapshot::SnapshotBody {
