@@ -13,6 +13,7 @@
 //! directory is a start-up error naming the path.
 //! This module must never decide routing or handle frames itself.
 
+use crate::actors::router::Drain;
 use crate::actors::Hub;
 use crate::api::auth::Authenticator;
 use crate::api::http::{self, AppState};
@@ -143,6 +144,17 @@ pub async fn start_with(config: AppConfig, options: StartOptions) -> anyhow::Res
             )
         } else {
             app
+        }
+    })
+    // Small frames are the whole protocol: without TCP_NODELAY, a reply
+    // written just after another frame (an `ack` held for the journal fsync
+    // after a pushed `conversation.ended`) waits for the client's delayed
+    // ACK, about 40 ms.
+    .on_connect(|conn, _| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
         }
     })
     .disable_signals()
@@ -413,6 +425,9 @@ impl RunningServer {
         }
         stop.await;
         let _ = self.served.await;
+        // What the closed sessions asked of the router (agent disconnects) is
+        // handled before the final snapshot, so a clean restart replays nothing.
+        let _ = self.hub.router().send(Drain).await;
         final_snapshot_hook(&self.hub);
         self.arbiter.stop();
         tracing::info!("stopped");

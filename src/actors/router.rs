@@ -46,6 +46,12 @@ use std::time::Duration;
 #[rtype(result = "Result<Sequenced<Reply>, CommandError>")]
 pub struct RunCommand(pub Command);
 
+/// Does nothing: answered once every message queued before it is handled
+/// (graceful shutdown waits for it before the final snapshot).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
 /// A reply and the journal sequence number of the change it made: the
 /// session acknowledges only once that record is durable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -646,6 +652,12 @@ impl Handler<LoginAgent> for RouterActor {
         self.finish(ctx, now, step.effects, step.next);
         step.result.map(|_| step.seq)
     }
+}
+
+impl Handler<Drain> for RouterActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Drain, _: &mut Context<Self>) {}
 }
 
 impl Handler<InjectPanic> for RouterActor {

@@ -22,12 +22,18 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// One server process on a data dir.
 pub struct Server {
     child: Child,
-    addr: SocketAddr,
+    pub addr: SocketAddr,
     log: PathBuf,
 }
 
 impl Server {
+    /// Starts the binary with snapshots every 0.2 s (so a run takes some).
     pub fn start(dir: &Path, config: &Path, run: usize) -> Server {
+        Server::start_with(dir, config, run, "0.2")
+    }
+
+    /// Starts the binary with snapshots every `interval_secs`.
+    pub fn start_with(dir: &Path, config: &Path, run: usize, interval_secs: &str) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -45,7 +51,7 @@ impl Server {
             .arg("--config")
             .arg(config)
             .env("SWITCHBOARD__server__listen", addr.to_string())
-            .env("SWITCHBOARD__snapshot__interval_secs", "0.2")
+            .env("SWITCHBOARD__snapshot__interval_secs", interval_secs)
             .env("SWITCHBOARD__snapshot__keep", "2")
             .env("SWITCHBOARD__routing__reconnect_grace_secs", "300")
             .env("SWITCHBOARD__logging__format", "text")
@@ -98,7 +104,7 @@ impl Server {
         assert!(exit.success(), "graceful stop failed:\n{}", self.log_text());
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub async fn get(&self, path: &str) -> (u16, Value) {
         http(self.addr, "GET", path, Some(SUPERVISOR)).await
     }
 }
@@ -111,19 +117,22 @@ impl Drop for Server {
 }
 
 /// A WebSocket client whose every call returns `None` once the server is gone.
-struct Ws {
+pub struct Ws {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     next: u64,
     seen: VecDeque<Value>,
 }
 
 impl Ws {
-    async fn connect(addr: SocketAddr, token: &str) -> Option<Ws> {
+    pub async fn connect(addr: SocketAddr, token: &str) -> Option<Ws> {
         let mut request = format!("ws://{addr}/v1/ws").into_client_request().ok()?;
         request
             .headers_mut()
             .insert("Authorization", format!("Bearer {token}").parse().ok()?);
         let (ws, _) = tokio_tungstenite::connect_async(request).await.ok()?;
+        if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
+            let _ = tcp.set_nodelay(true);
+        }
         Some(Ws {
             ws,
             next: 1,
@@ -132,7 +141,7 @@ impl Ws {
     }
 
     /// The `ack` of `frame`, or `None` (refused, or the server died).
-    async fn ack(&mut self, frame: Value) -> Option<Value> {
+    pub async fn ack(&mut self, frame: Value) -> Option<Value> {
         let reply = self.request(frame).await?;
         (reply["type"] == "ack").then_some(reply)
     }
@@ -191,13 +200,13 @@ fn num(id: &str) -> u64 {
     id.trim_start_matches("c-").parse().expect("c-<n>")
 }
 
-/// Opens conversations with two transcript lines each and abandons two of
-/// every three (so the waiting line stays short while traffic runs long).
+/// Opens conversations with two transcript lines each and abandons four of
+/// every five (so the waiting line stays short while traffic runs long).
 async fn connector_traffic(addr: SocketAddr, run: usize, acked: Arc<Mutex<Acked>>) {
     let Some(mut c) = Ws::connect(addr, CONNECTOR).await else {
         return;
     };
-    for n in 0..180 {
+    for n in 0..150 {
         let customer = format!("cust-{run}-{n}");
         let frame = json!({"type": "conversation.open", "customer_id": customer, "channel": "chat",
                            "attributes": {"run": run, "n": n}});
@@ -224,7 +233,7 @@ async fn connector_traffic(addr: SocketAddr, run: usize, acked: Arc<Mutex<Acked>
                 .or_default()
                 .push(text);
         }
-        if n % 3 != 0 {
+        if n % 5 != 0 {
             let frame = json!({"type": "conversation.abandon", "conversation_id": id});
             match c.request(frame).await {
                 None => return,
@@ -407,7 +416,7 @@ async fn sigkill_under_traffic_loses_nothing_that_was_acknowledged() {
             format!("worker-{run}"),
             Arc::clone(&acked),
         ));
-        let kill_after = rng.random_range(100..900u64);
+        let kill_after = rng.random_range(20..400u64);
         tokio::time::sleep(Duration::from_millis(kill_after)).await;
         server.sigkill();
         let _ = connector.await;

@@ -6,8 +6,8 @@
 //!
 //! Each prints one line per figure. They assert nothing about time.
 
-use crate::crash::Server;
-use crate::helpers::{base_config, Client, CONNECTOR};
+use crate::crash::{Server, Ws};
+use crate::helpers::{base_config, CONNECTOR};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use switchboard::api::protocol::{Speaker, TranscriptLine};
@@ -15,7 +15,6 @@ use switchboard::config::AppConfig;
 use switchboard::durability::{self, apply_record, Record, Recorder};
 use switchboard::durability::{ReplicaBase, ReplicaConfig, SnapshotReplica};
 use switchboard::routing::{Command, ConversationId, Engine};
-use switchboard::server::{self, StartOptions};
 use switchboard::store::{Fact, Store};
 
 /// An engine and store holding `n` waiting chat conversations with a
@@ -205,40 +204,48 @@ fn measure_snapshot_1m() {
     snapshot_figures(1_000_000);
 }
 
-/// open + close pairs per second through the real router and WebSocket
-/// sessions, `clients` connections each sending one request at a time.
+/// open + close pairs per second through the real binary (its own process),
+/// `clients` connections each sending one request at a time and waiting for
+/// its ack.
 async fn pairs_per_sec(mode: &str, clients: usize, secs: u64) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = format!("{}\n", base_config(dir.path()));
-    let env = vec![(
-        "SWITCHBOARD__snapshot__durability".to_string(),
-        mode.to_string(),
-    )];
-    let config = AppConfig::from_toml_str_with_env(&text, env).expect("config");
-    let running = server::start_with(
-        config,
-        StartOptions {
-            fault_injection: false,
-            workers: Some(1),
-        },
-    )
-    .await
-    .expect("start");
-    let url = format!("ws://{}/v1/ws", running.addr);
+    let data = dir.path().join("data");
+    let config = dir.path().join("switchboard.toml");
+    let text = base_config(&data).replace(
+        "[snapshot]\n",
+        &format!("[snapshot]\ndurability = \"{mode}\"\n"),
+    );
+    std::fs::write(&config, text).expect("config");
+    // The default snapshot interval: snapshots are not what is measured here.
+    let mut server = Server::start_with(dir.path(), &config, 0, "30");
+    server.ready().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for k in 0..clients {
-        let url = url.clone();
+        let addr = server.addr;
         tasks.push(tokio::spawn(async move {
-            let mut c = Client::connect(&url, Some(CONNECTOR), None).await.expect("connect");
+            let mut c = Ws::connect(addr, CONNECTOR).await.expect("connect");
             let mut pairs = 0u64;
+            let (mut opens, mut closes) = (Vec::new(), Vec::new());
             while tokio::time::Instant::now() < deadline {
-                let ack = c
-                    .ok(json!({"type": "conversation.open", "customer_id": format!("c{k}"), "channel": "chat"}))
-                    .await;
-                let id = ack["conversation_id"].clone();
-                c.ok(json!({"type": "conversation.close", "conversation_id": id})).await;
+                let open = json!({"type": "conversation.open", "customer_id": format!("c{k}"), "channel": "chat"});
+                let t = Instant::now();
+                let ack = c.ack(open).await.expect("open acked");
+                opens.push(t.elapsed());
+                let close = json!({"type": "conversation.close", "conversation_id": ack["conversation_id"]});
+                let t = Instant::now();
+                c.ack(close).await.expect("close acked");
+                closes.push(t.elapsed());
                 pairs += 1;
+            }
+            if k == 0 {
+                opens.sort_unstable();
+                closes.sort_unstable();
+                let p = |v: &[Duration], q: f64| v[((v.len() - 1) as f64 * q) as usize];
+                println!(
+                    "  client 0 ack latency: open p50 {:?} p99 {:?}, close p50 {:?} p99 {:?}",
+                    p(&opens, 0.5), p(&opens, 0.99), p(&closes, 0.5), p(&closes, 0.99)
+                );
             }
             pairs
         }));
@@ -247,14 +254,35 @@ async fn pairs_per_sec(mode: &str, clients: usize, secs: u64) -> f64 {
     for t in tasks {
         total += t.await.expect("client");
     }
-    running.stop().await;
+    let (_, metrics) = server.get("/metrics").await;
+    let text = metrics.as_str().unwrap_or_default().to_string();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+            .unwrap_or(0.0)
+    };
+    let (fsyncs, fsync_secs) = (
+        value("switchboard_journal_fsync_seconds_count"),
+        value("switchboard_journal_fsync_seconds_sum"),
+    );
+    if fsyncs > 0.0 {
+        println!(
+            "durability={mode} clients={clients}: {fsyncs} group fsyncs for {} requests ({:.1} per fsync), mean fsync {:.2} ms",
+            total * 2,
+            (total * 2) as f64 / fsyncs,
+            fsync_secs / fsyncs * 1e3
+        );
+    }
     total as f64 / secs as f64
 }
 
-#[actix_web::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; see docs/durability.md"]
 async fn measure_throughput_journal_vs_snapshot() {
-    for clients in [1, 16] {
+    for clients in [1, 16, 64] {
         for mode in ["journal", "snapshot"] {
             let rate = pairs_per_sec(mode, clients, 5).await;
             println!("durability={mode} clients={clients}: {rate:.0} open+close pairs/s");
