@@ -93,17 +93,22 @@ export function agent() {
   const agentId = `k6-agent-${exec.vu.idInTest}`;
   const ws = new WebSocket(`${BASE}/v1/ws?token=${AGENT_TOKEN}`);
   let req = 0;
+  let closing = false;
   const pending = {};
   ws.onopen = () => {
     pending[++req] = 'login';
     send(ws, { type: 'agent.login', req_id: req, agent_id: agentId, skills: {}, capacity: { chat: 3, voice: 1, sms: 3 } });
-    setTimeout(() => ws.close(), AGENT_SECS * 1000);
+    setTimeout(() => {
+      closing = true;
+      ws.close();
+    }, AGENT_SECS * 1000);
   };
   ws.onmessage = (e) => {
     const f = JSON.parse(e.data);
     if (f.type === 'offer') {
       offerWaited.add(f.waited_ms);
       setTimeout(() => {
+        if (closing) return;
         pending[++req] = { kind: 'accept', conversation: f.conversation_id };
         send(ws, { type: 'offer.accept', req_id: req, offer_id: f.offer_id });
       }, ACCEPT_MS);
@@ -114,6 +119,7 @@ export function agent() {
         check(f, { 'agent logged in': () => true });
       } else if (p && p.kind === 'accept') {
         setTimeout(() => {
+          if (closing) return;
           pending[++req] = 'complete';
           send(ws, { type: 'conversation.complete', req_id: req, conversation_id: p.conversation });
         }, HANDLE_MS);
@@ -129,11 +135,15 @@ export function agent() {
       // An accept that lost the race to an abandon is expected.
       if (!(p && p.kind === 'accept')) {
         errorFrames.add(1, { code: f.code });
+        console.warn(`agent ${agentId}: error frame for ${JSON.stringify(p)}: ${e.data}`);
       }
     }
   };
   ws.onerror = (e) => {
+    // After our own close, k6 reports e.g. "close sent" for a late ping: not an error.
+    if (closing) return;
     errorFrames.add(1, { code: 'socket' });
+    console.warn(`agent ${agentId}: socket error: ${e.error}`);
   };
 }
 
@@ -144,8 +154,10 @@ export function customer() {
   let conversation = null;
   let done = false;
   let patience = null;
+  let closing = false;
   const finish = () => {
     if (patience !== null) clearTimeout(patience);
+    closing = true;
     ws.close();
   };
   ws.onopen = () => {
@@ -156,7 +168,7 @@ export function customer() {
       if (!done && conversation) {
         send(ws, { type: 'conversation.abandon', req_id: 2, conversation_id: conversation });
       } else {
-        ws.close();
+        finish();
       }
     }, PATIENCE_MS);
   };
@@ -178,11 +190,14 @@ export function customer() {
       // An abandon racing the assignment is expected.
       if (f.req_id !== 2) {
         errorFrames.add(1, { code: f.code });
+        console.warn(`customer ${customerId}: error frame: ${e.data}`);
       }
       finish();
     }
   };
-  ws.onerror = () => {
+  ws.onerror = (e) => {
+    if (closing) return;
     errorFrames.add(1, { code: 'socket' });
+    console.warn(`customer ${customerId}: socket error: ${e.error}`);
   };
 }
