@@ -50,6 +50,8 @@ pub enum ConvState {
 
 #[derive(Debug, Clone)]
 struct Holding {
+    /// When the offer reached the agent: the slot is the engine's from here.
+    offered_at: Instant,
     seq: Seq,
     leg: u32,
     channel: String,
@@ -157,6 +159,12 @@ pub struct Counts {
     /// Handle times drawn by agents: how many, and their sum in ms.
     pub handle_samples: u64,
     pub handle_ms_total: f64,
+    /// Slots held to the end of their conversation, and their total in ms:
+    /// offer received → `conversation.complete` sent. This is the service
+    /// time the engine's queue sees (the handle time plus the offer/accept
+    /// round trip), the one queueing theory needs.
+    pub slot_samples: u64,
+    pub slot_ms_total: f64,
 }
 
 /// The shared ledger. One per run, behind a mutex held only for bookkeeping.
@@ -421,6 +429,7 @@ impl Book {
         self.offers
             .insert(offer.to_string(), (seq, agent, leg, channel.to_string()));
         self.agents[agent].holdings.push(Holding {
+            offered_at: now,
             seq,
             leg,
             channel: channel.to_string(),
@@ -482,6 +491,7 @@ impl Book {
             Some(h) => h.accepted = true,
             // An abandon sent meanwhile released it; the engine assigned it first.
             None => self.agents[agent].holdings.push(Holding {
+                offered_at: now,
                 seq,
                 leg,
                 channel,
@@ -553,7 +563,16 @@ impl Book {
     }
 
     /// The agent is about to send `conversation.complete`.
-    pub fn complete_sent(&mut self, agent: AgentIx, seq: Seq) {
+    pub fn complete_sent(&mut self, now: Instant, agent: AgentIx, seq: Seq) {
+        if let Some(h) = self.agents[agent]
+            .holdings
+            .iter()
+            .find(|h| h.seq == seq && h.accepted)
+        {
+            self.counts.slot_samples += 1;
+            self.counts.slot_ms_total +=
+                now.saturating_duration_since(h.offered_at).as_secs_f64() * 1000.0;
+        }
         self.agents[agent].holdings.retain(|h| h.seq != seq);
         let c = &mut self.convs[seq];
         if !Self::is_terminal(c.state) {
@@ -757,7 +776,7 @@ mod tests {
         );
         b.accept_acked(t0 + Duration::from_millis(5), 0, "o-1");
         assert!(b.holds(0, s, 0));
-        b.complete_sent(0, s);
+        b.complete_sent(t0, 0, s);
         b.complete_acked(s);
         let v = b.verdict();
         assert_eq!(
@@ -823,7 +842,7 @@ mod tests {
         let a = b.open_sent(t0, 0, 0, "chat", false);
         b.offer_received(t0, 0, "o-1", "c-1", Some(a), "chat");
         b.accept_acked(t0, 0, "o-1");
-        b.complete_sent(0, a);
+        b.complete_sent(t0, 0, a);
         let c = b.open_sent(t0, 0, 0, "chat", false);
         b.offer_received(t0, 0, "o-2", "c-2", Some(c), "chat");
         b.abandon_sent(c);
@@ -890,7 +909,7 @@ mod tests {
         assert!(!info.hold_for_switch);
         b.accept_acked(t0, 0, "o-2");
         assert!(b.holds(0, s, 1));
-        b.complete_sent(0, s);
+        b.complete_sent(t0, 0, s);
         b.complete_acked(s);
         let v = b.verdict();
         assert_eq!((v.lost, v.duplicated, v.misrouted), (0, 0, 0));
@@ -936,7 +955,7 @@ mod tests {
         b.open_acked(s, "c-1");
         b.offer_received(t0, 0, "o-1", "c-1", Some(s), "chat");
         b.accept_acked(t0, 0, "o-1");
-        b.complete_sent(0, s);
+        b.complete_sent(t0, 0, s);
         // Nothing left to drive, but the run must still wait for the ack.
         assert!(b.unfinished().is_empty());
         assert_eq!(b.in_flight(), 1);
@@ -944,6 +963,18 @@ mod tests {
         b.complete_acked(s);
         assert_eq!(b.in_flight(), 0);
         assert_eq!(b.verdict().lost, 0);
+    }
+
+    #[test]
+    fn the_slot_time_runs_from_the_offer_to_the_complete() {
+        let (mut b, t0) = book();
+        let s = b.open_sent(t0, 0, 0, "chat", false);
+        b.open_acked(s, "c-1");
+        b.offer_received(t0, 0, "o-1", "c-1", Some(s), "chat");
+        b.accept_acked(t0 + Duration::from_millis(20), 0, "o-1");
+        b.complete_sent(t0 + Duration::from_millis(520), 0, s);
+        assert_eq!(b.counts.slot_samples, 1);
+        assert!((b.counts.slot_ms_total - 520.0).abs() < 1e-6);
     }
 
     #[test]
@@ -984,7 +1015,7 @@ mod tests {
         b.reject_sent(0, "o-1");
         b.offer_received(t0, 1, "o-2", "c-1", Some(s), "chat");
         b.accept_acked(t0, 1, "o-2");
-        b.complete_sent(1, s);
+        b.complete_sent(t0, 1, s);
         b.complete_acked(s);
         let v = b.verdict();
         assert_eq!((v.lost, v.duplicated, v.misrouted), (0, 0, 0));

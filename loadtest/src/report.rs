@@ -113,6 +113,10 @@ pub struct ErlangReport {
     pub configured_mean_handle_ms: f64,
     pub arrival_rate_per_sec: f64,
     pub mean_handle_ms: f64,
+    /// Mean time a slot was held (offer received → complete sent): the
+    /// service time the theory is evaluated at (the drawn handle time when
+    /// fewer than 30 were seen).
+    pub mean_service_ms: f64,
     pub offered_erlangs: f64,
     pub utilisation: f64,
     pub wait_epsilon_ms: f64,
@@ -334,12 +338,13 @@ pub fn human(r: &Report) -> String {
     if let Some(e) = &r.erlang_c {
         let _ = writeln!(
             o,
-            "\nErlang C: N={} agents; configured λ={:.2}/s, handle {:.0} ms; realised λ={:.2}/s, handle {:.0} ms; A={:.2} Erl, ρ={:.3}; {} samples",
+            "\nErlang C: N={} agents; configured λ={:.2}/s, handle {:.0} ms; realised λ={:.2}/s, handle drawn {:.0} ms, slot held (offer → complete) {:.1} ms; A={:.2} Erl, ρ={:.3}; {} samples",
             e.agents,
             e.configured_arrival_rate_per_sec,
             e.configured_mean_handle_ms,
             e.arrival_rate_per_sec,
             e.mean_handle_ms,
+            e.mean_service_ms,
             e.offered_erlangs,
             e.utilisation,
             e.samples
@@ -347,7 +352,7 @@ pub fn human(r: &Report) -> String {
         let _ = writeln!(
             o,
             "  {:<26} {:>10} {:>10}",
-            "(theory at realised λ, μ)", "theory", "measured"
+            "(theory at realised λ, slot)", "theory", "measured"
         );
         let _ = writeln!(
             o,

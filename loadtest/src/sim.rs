@@ -553,7 +553,7 @@ impl AgentTask {
                     let Some(id) = book.conversation_id(seq).map(str::to_string) else {
                         return;
                     };
-                    book.complete_sent(self.ix, seq);
+                    book.complete_sent(Instant::now(), self.ix, seq);
                     id
                 };
                 out.request(Req::Complete { seq }, due, |r| wire::complete(r, &id));
