@@ -93,7 +93,18 @@ impl Recorder {
     pub fn is_durable(&self, seq: Seq) -> Result<bool, JournalFailed> {
         match &self.watermark {
             None => Ok(true),
-            Some(w) => check(&w.borrow(), seq),
+            Some(w) => {
+                let mark = *w.borrow();
+                // A journal thread that is gone will publish nothing more.
+                let gone = w.has_changed().is_err();
+                check(
+                    &Watermark {
+                        failed: mark.failed || gone,
+                        ..mark
+                    },
+                    seq,
+                )
+            }
         }
     }
 
@@ -168,5 +179,77 @@ impl Sequencer<'_> {
     /// The last sequence number given out.
     pub fn last(&self) -> Seq {
         self.0.last
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorder() -> (
+        Recorder,
+        watch::Sender<Watermark>,
+        crossbeam_channel::Receiver<JournalMsg>,
+    ) {
+        let (mark, watermark) = watch::channel(Watermark {
+            seq: 0,
+            failed: false,
+        });
+        let (journal, queued) = crossbeam_channel::unbounded();
+        (Recorder::journaled(0, journal, watermark), mark, queued)
+    }
+
+    #[tokio::test]
+    async fn a_record_is_durable_once_the_watermark_covers_it() {
+        let (rec, mark, queued) = recorder();
+        let seq = rec.lock().record(Record::Timeout { now: 1 });
+        assert_eq!(seq, 1);
+        assert!(matches!(queued.try_recv(), Ok(JournalMsg::Append(1, _))));
+        assert_eq!(rec.is_durable(1), Ok(false));
+        let waiter = rec.wait_durable(1);
+        mark.send_replace(Watermark {
+            seq: 1,
+            failed: false,
+        });
+        assert_eq!(waiter.await, Ok(()));
+        assert_eq!(rec.is_durable(1), Ok(true));
+    }
+
+    #[tokio::test]
+    async fn a_failed_or_vanished_journal_refuses_instead_of_hanging() {
+        let (rec, mark, _queued) = recorder();
+        let seq = rec.lock().record(Record::Timeout { now: 1 });
+        mark.send_replace(Watermark {
+            seq: 0,
+            failed: true,
+        });
+        assert_eq!(rec.is_durable(seq), Err(JournalFailed { durable: 0 }));
+        assert_eq!(
+            rec.wait_durable(seq).await,
+            Err(JournalFailed { durable: 0 })
+        );
+
+        let (rec, mark, _queued) = recorder();
+        let seq = rec.lock().record(Record::Timeout { now: 1 });
+        drop(mark);
+        assert_eq!(rec.is_durable(seq), Err(JournalFailed { durable: 0 }));
+        assert_eq!(
+            rec.wait_durable(seq).await,
+            Err(JournalFailed { durable: 0 })
+        );
+    }
+
+    #[test]
+    fn without_a_journal_everything_is_durable_at_once() {
+        let (replica, records) = crossbeam_channel::unbounded();
+        let rec = Recorder::unjournaled(41, Some(replica));
+        let seq = rec.lock().record(Record::Timeout { now: 1 });
+        assert_eq!(seq, 42);
+        assert!(matches!(
+            records.try_recv(),
+            Ok((42, Record::Timeout { now: 1 }))
+        ));
+        assert_eq!(rec.is_durable(seq), Ok(true));
+        assert!(!rec.is_journaled());
     }
 }

@@ -598,3 +598,46 @@ fn the_replica_fed_by_the_journal_snapshots_exactly_the_live_state() {
     assert_eq!(core_bytes(&restored.engine), core_bytes(&live));
     replica.stop();
 }
+
+#[test]
+fn a_journal_that_cannot_be_written_says_so_and_publishes_nothing_more() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("dir");
+    let writer = journal::spawn_writer(&data, 1, None).expect("journal");
+    let sync = || {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        writer.tx.send(JournalMsg::Sync(tx)).expect("send");
+        rx.recv().expect("synced");
+    };
+    writer
+        .tx
+        .send(JournalMsg::Append(1, Record::Timeout { now: 1 }))
+        .expect("send");
+    sync();
+    assert_eq!(
+        *writer.watermark.borrow(),
+        journal::Watermark {
+            seq: 1,
+            failed: false
+        }
+    );
+    // The next record needs a new segment in a directory that is gone.
+    writer.tx.send(JournalMsg::Rotate).expect("send");
+    std::fs::remove_dir_all(&data).expect("remove");
+    writer
+        .tx
+        .send(JournalMsg::Append(2, Record::Timeout { now: 2 }))
+        .expect("send");
+    sync();
+    assert_eq!(
+        *writer.watermark.borrow(),
+        journal::Watermark {
+            seq: 1,
+            failed: true
+        }
+    );
+    let recorder = Recorder::journaled(2, writer.tx.clone(), writer.watermark.clone());
+    assert!(recorder.is_durable(1).expect("1 is durable"));
+    assert!(recorder.is_durable(2).is_err(), "2 never will be");
+}
