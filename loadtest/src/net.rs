@@ -53,7 +53,8 @@ impl Target {
         let (ws, _) = tokio_tungstenite::connect_async_with_config(
             url.as_str(),
             Some(client_config()),
-            false,
+            // TCP_NODELAY: a small frame must not wait for the previous one's ACK.
+            true,
         )
         .await
         .with_context(|| format!("connecting to ws://127.0.0.1:{}{path}", self.port))?;
