@@ -23,7 +23,7 @@ use crate::config::{AppConfig, Durability};
 use crate::durability::{self, Record, Recorder, ReplicaBase, ReplicaConfig, Restored, Seq};
 use crate::durability::{journal::JournalMsg, SnapshotReplica};
 use crate::metrics::{self, ServiceLevelPolicy};
-use crate::routing::{AgentStatus, ChannelId, ConversationId, Engine};
+use crate::routing::{AgentStatus, ChannelId, Engine};
 use crate::store::Store;
 use actix::Arbiter;
 use actix_web::dev::ServerHandle;
@@ -53,6 +53,7 @@ pub struct RunningServer {
     shutdown: watch::Sender<bool>,
     grace: Duration,
     arbiter: Arbiter,
+    housekeeping: Arbiter,
     served: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -127,7 +128,10 @@ pub async fn start_with(config: AppConfig, options: StartOptions) -> anyhow::Res
         shutdown: shutdown_rx,
     });
 
-    spawn_housekeeping(&arbiter, Arc::clone(&hub), prometheus, &config);
+    // Its own thread: the gauges and the exporter's upkeep must never delay
+    // a routing message on the actors' arbiter.
+    let housekeeping = Arbiter::new();
+    spawn_housekeeping(&housekeeping, Arc::clone(&hub), prometheus, &config);
 
     let max_frame = limits.max_frame_bytes;
     let mut server = HttpServer::new(move || {
@@ -176,6 +180,7 @@ pub async fn start_with(config: AppConfig, options: StartOptions) -> anyhow::Res
         shutdown: shutdown_tx,
         grace,
         arbiter,
+        housekeeping,
         served,
     })
 }
@@ -298,7 +303,7 @@ fn start_snapshots(
     Ok(())
 }
 
-/// Periodic work on the actors' arbiter: supervision sweep, gauges, upkeep.
+/// Periodic work on its own arbiter: supervision sweep, gauges, upkeep.
 fn spawn_housekeeping(
     arbiter: &Arbiter,
     hub: Arc<Hub>,
@@ -337,54 +342,25 @@ fn spawn_housekeeping(
     });
 }
 
-/// Agents by status, slots by channel, and agent activity time, from the store.
+/// Agents by status, slots by channel, and agent activity time, from the
+/// core's own counts: one pass over its agent array under the engine lock,
+/// instead of copying every agent and conversation record out of the store.
 fn agent_gauges(hub: &Hub, activity_clock: &mut metrics::AgentStateClock) {
-    let agents = hub.store.agents();
-    for status in AgentStatus::ALL {
-        metrics::set_agents(
-            status,
-            agents
-                .iter()
-                .filter(|a| a.status == status.as_str())
-                .count(),
-        );
+    let floor = hub.engine().floor_stats();
+    for (status, count) in AgentStatus::ALL.into_iter().zip(floor.by_status) {
+        metrics::set_agents(status, count);
     }
-    let channels = &hub.settings.channels;
-    let mut busy = vec![0usize; channels.len()];
-    let mut free = vec![0usize; channels.len()];
-    let mut activity = metrics::AgentActivity::default();
-    for agent in agents
-        .iter()
-        .filter(|a| a.status != AgentStatus::Offline.as_str())
-    {
-        let mut used = vec![0usize; channels.len()];
-        let held = agent.conversations.iter().chain(agent.offers.values());
-        for conversation in held.filter_map(|c| ConversationId::parse(c)) {
-            if let Some(record) = hub.store.conversation(conversation) {
-                if let Some(ci) = hub.settings.channel_index(&record.channel) {
-                    used[ci] += 1;
-                }
-            }
-        }
-        for (ci, channel) in channels.iter().enumerate() {
-            let cap = usize::from(agent.capacity.get(&channel.name).copied().unwrap_or(0));
-            busy[ci] += used[ci];
-            if agent.status == AgentStatus::Available.as_str() {
-                free[ci] += cap.saturating_sub(used[ci]);
-            }
-        }
-        if used.iter().any(|n| *n > 0) {
-            activity.busy += 1;
-        } else if agent.status == AgentStatus::Available.as_str() {
-            activity.idle += 1;
-        } else {
-            activity.away += 1;
-        }
+    for (ci, (busy, free)) in floor.busy_slots.iter().zip(&floor.free_slots).enumerate() {
+        metrics::set_agent_slots(&hub.settings, ChannelId(ci as u8), *busy, *free);
     }
-    for ci in 0..channels.len() {
-        metrics::set_agent_slots(&hub.settings, ChannelId(ci as u8), busy[ci], free[ci]);
-    }
-    activity_clock.tick(clock::now_ms(), activity);
+    activity_clock.tick(
+        clock::now_ms(),
+        metrics::AgentActivity {
+            busy: floor.busy,
+            idle: floor.idle,
+            away: floor.away,
+        },
+    );
 }
 
 /// Called once at the end of a graceful shutdown, after every session ended
@@ -417,6 +393,7 @@ impl RunningServer {
     /// Graceful shutdown; see the module docs.
     pub async fn stop(self) {
         tracing::info!("shutting down: closing websocket sessions");
+        self.housekeeping.stop();
         let _ = self.shutdown.send(true);
         let stop = self.handle.stop(true);
         let deadline = clock::instant() + self.grace;

@@ -52,6 +52,24 @@ pub struct QueueStats {
     pub longest_wait_ms: Millis,
 }
 
+/// The agent floor at a glance, for the periodic gauges: one pass over the
+/// agents, no allocation per agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FloorStats {
+    /// Agents by status, indexed as [`AgentStatus::ALL`].
+    pub by_status: [usize; 3],
+    /// Per channel: slots held (offers, conversations, wrap-up) by agents not offline.
+    pub busy_slots: Vec<usize>,
+    /// Per channel: free slots of available agents.
+    pub free_slots: Vec<usize>,
+    /// Agents not offline holding any slot.
+    pub busy: usize,
+    /// Available agents holding nothing.
+    pub idle: usize,
+    /// Away agents holding nothing.
+    pub away: usize,
+}
+
 /// The pure routing core. See the module docs.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -239,6 +257,44 @@ impl Engine {
         self.agent_index
             .get(agent)
             .map(|&a| self.agents[a as usize].status)
+    }
+
+    /// Agents by status, busy and free slots per channel, and busy/idle/away
+    /// counts (see [`FloorStats`]).
+    pub fn floor_stats(&self) -> FloorStats {
+        let nch = self.settings.channels.len();
+        let mut f = FloorStats {
+            busy_slots: vec![0; nch],
+            free_slots: vec![0; nch],
+            ..FloorStats::default()
+        };
+        for ag in &self.agents {
+            let i = AgentStatus::ALL
+                .iter()
+                .position(|s| *s == ag.status)
+                .unwrap_or(2);
+            f.by_status[i] += 1;
+            if ag.status == AgentStatus::Offline {
+                continue;
+            }
+            let mut holding = false;
+            for (c, slots) in ag.ch.iter().enumerate().take(nch) {
+                let used = usize::from(slots.used);
+                holding |= used > 0;
+                f.busy_slots[c] += used;
+                if ag.status == AgentStatus::Available {
+                    f.free_slots[c] += usize::from(slots.capacity).saturating_sub(used);
+                }
+            }
+            if holding {
+                f.busy += 1;
+            } else if ag.status == AgentStatus::Available {
+                f.idle += 1;
+            } else {
+                f.away += 1;
+            }
+        }
+        f
     }
 
     /// Number of live (not ended) conversations.

@@ -27,7 +27,7 @@ mod tests;
 
 pub use command::*;
 pub use effect::*;
-pub use engine::{Engine, QueueStats};
+pub use engine::{Engine, FloorStats, QueueStats};
 pub use ids::*;
 pub use settings::*;
 pub use snapshot::{CoreSnapshot, RestoreError, SNAPSHOT_VERSION};

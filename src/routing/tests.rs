@@ -1359,3 +1359,42 @@ proptest! {
         prop_assert_eq!(bincode::serialize(&a.e.snapshot()).unwrap(), bincode::serialize(&b.e.snapshot()).unwrap());
     }
 }
+
+#[test]
+fn floor_stats_count_statuses_slots_and_activity() {
+    let mut b = Bench::new();
+    b.login("a", &[], &[("chat", 2), ("voice", 1)]);
+    b.login("b", &[], &[("chat", 1)]);
+    b.login("c", &[], &[("voice", 1)]);
+    b.cmd(Command::AgentSetStatus {
+        agent: id("c"),
+        status: AgentStatus::Away,
+    })
+    .unwrap();
+    b.open("chat", "general", 0);
+    let offered = b.offers();
+    assert_eq!(offered.len(), 1);
+    let holder = offered[0].2.clone();
+    let (voice, chat) = (0, 1);
+
+    let f = b.e.floor_stats();
+    assert_eq!(f.by_status, [2, 1, 0], "available, away, offline");
+    assert_eq!(f.busy_slots[chat], 1, "an offer holds a slot");
+    assert_eq!(f.busy_slots[voice], 0);
+    // Free chat slots: 3 in all on the two available agents, one held.
+    assert_eq!(f.free_slots[chat], 2);
+    // Free voice: only `a`'s (`c` is away, so its slot is not free).
+    assert_eq!(f.free_slots[voice], 1);
+    assert_eq!((f.busy, f.idle, f.away), (1, 1, 1));
+
+    let other = if holder == "a" { "b" } else { "a" };
+    b.cmd(Command::AgentDisconnected { agent: id(other) })
+        .unwrap();
+    let f = b.e.floor_stats();
+    assert_eq!(f.by_status, [1, 1, 1]);
+    assert_eq!(
+        (f.busy, f.idle, f.away),
+        (1, 0, 1),
+        "offline agents are not counted as idle"
+    );
+}
