@@ -20,7 +20,7 @@ use crate::durability::{Record, Seq};
 use crate::routing::{Command, CommandError, ConversationId};
 use crate::store::ConversationState;
 use crate::store::{self, Fact};
-use actix::{Actor, ActorContext, Context, Handler, Message};
+use actix::{Actor, ActorContext, Context, Handler, Message, ResponseFuture};
 use std::sync::Arc;
 
 /// Appends one transcript line and relays it to the other side.
@@ -78,9 +78,34 @@ impl Actor for ConversationActor {
 }
 
 impl Handler<PostLine> for ConversationActor {
-    type Result = Result<Seq, CommandError>;
+    type Result = ResponseFuture<Result<Seq, CommandError>>;
 
+    /// The line's journal record, or, for an agent's first reply (which also
+    /// stops the first-response SLA clock in the core), the later of the
+    /// line's and that command's records: the `ack` waits for both.
     fn handle(&mut self, msg: PostLine, _: &mut Context<Self>) -> Self::Result {
+        let posted = self.post(msg);
+        let router = self.hub.router();
+        Box::pin(async move {
+            let (seq, first_reply) = posted?;
+            let Some(command) = first_reply else {
+                return Ok(seq);
+            };
+            match router.send(RunCommand(command)).await {
+                Ok(Ok(done)) => Ok(seq.max(done.seq)),
+                // The line itself is recorded; a refused or undelivered
+                // command (the conversation just ended) changes nothing more.
+                _ => Ok(seq),
+            }
+        })
+    }
+}
+
+impl ConversationActor {
+    /// Records the line (store and journal, under the sequencer) and relays
+    /// it; returns its record and, for an agent's first reply, the command
+    /// that stops the first-response clock.
+    fn post(&mut self, msg: PostLine) -> Result<(Seq, Option<Command>), CommandError> {
         let hub = &self.hub;
         let record = hub
             .store
@@ -131,15 +156,14 @@ impl Handler<PostLine> for ConversationActor {
         } else if let Some(agent) = record.agent_id.as_deref().and_then(|a| hub.agent(a)) {
             agent.do_send(DeliverFrame(frame));
         }
-        if first_reply {
-            if let Some(agent) = record.agent_id {
-                hub.router().do_send(RunCommand(Command::AgentMessage {
-                    agent: agent.as_str().into(),
-                    conversation: self.id,
-                }));
-            }
-        }
-        Ok(seq)
+        let command = record
+            .agent_id
+            .filter(|_| first_reply)
+            .map(|agent| Command::AgentMessage {
+                agent: agent.as_str().into(),
+                conversation: self.id,
+            });
+        Ok((seq, command))
     }
 }
 

@@ -8,5 +8,6 @@ mod prometheus;
 mod routing;
 mod security;
 mod shutdown;
+mod sla;
 mod slow_consumer;
 mod supervision;
