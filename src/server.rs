@@ -23,8 +23,8 @@ use crate::config::{AppConfig, Durability};
 use crate::durability::{self, Record, Recorder, ReplicaBase, ReplicaConfig, Restored, Seq};
 use crate::durability::{journal::JournalMsg, SnapshotReplica};
 use crate::metrics::{self, ServiceLevelPolicy};
-use crate::routing::{AgentStatus, ChannelId, Engine};
-use crate::store::Store;
+use crate::routing::{AgentStatus, ChannelId, Engine, Millis};
+use crate::store::{self, Fact, Store};
 use actix::Arbiter;
 use actix_web::dev::ServerHandle;
 use actix_web::{web, HttpRequest, HttpServer};
@@ -320,14 +320,25 @@ fn spawn_housekeeping(
         .upkeep_interval_secs
         .as_duration()
         .max(Duration::from_millis(100));
+    let retain_ended_ms = config.snapshot.retain_ended_secs.as_ms();
+    // Often enough that a short retention (tests, demos) is honoured within
+    // about a second of it, rarely enough that the scan is negligible.
+    let evict_every = Duration::from_millis(retain_ended_ms / 10)
+        .clamp(Duration::from_millis(200), Duration::from_secs(60));
     arbiter.spawn(async move {
-        let mut tick = tokio::time::interval(stats_every.min(Duration::from_secs(1)));
+        let mut tick =
+            tokio::time::interval(stats_every.min(Duration::from_secs(1)).min(evict_every));
         let mut last_upkeep = clock::instant();
         let mut last_stats = clock::instant();
         let mut activity_clock = metrics::AgentStateClock::new();
+        let mut last_eviction = clock::instant();
         loop {
             tick.tick().await;
             hub.sweep();
+            if retain_ended_ms > 0 && last_eviction.elapsed() >= evict_every {
+                last_eviction = clock::instant();
+                evict_ended(&hub, clock::now_ms().saturating_sub(retain_ended_ms));
+            }
             if last_stats.elapsed() >= stats_every {
                 last_stats = clock::instant();
                 let stats = hub.engine().queue_stats(clock::now_ms());
@@ -340,6 +351,24 @@ fn spawn_housekeeping(
             }
         }
     });
+}
+
+/// Drops ended conversations that ended at or before `cutoff`: one journaled
+/// fact, applied under the sequencer like every other change, so a replay
+/// and the snapshot replica drop the same ones.
+fn evict_ended(hub: &Hub, cutoff: Millis) {
+    let conversations = hub.store.ended_before(cutoff);
+    if conversations.is_empty() {
+        return;
+    }
+    let count = conversations.len();
+    let fact = Fact::Evicted { conversations };
+    {
+        let mut sequencer = hub.recorder.lock();
+        store::apply_fact(&hub.store, &fact);
+        sequencer.record(Record::Fact(fact));
+    }
+    tracing::debug!(count, "ended conversations past their retention dropped");
 }
 
 /// Agents by status, slots by channel, and agent activity time, from the

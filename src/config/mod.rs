@@ -372,6 +372,9 @@ pub struct SnapshotConfig {
     pub interval_secs: Seconds,
     pub keep: u32,
     pub durability: Durability,
+    /// How long an ended conversation stays in the store (REST reads, the
+    /// customer view, snapshots) after it ends; 0 keeps it forever.
+    pub retain_ended_secs: Seconds,
 }
 
 /// `[service_level]`.

@@ -394,6 +394,7 @@ fn other_sections(config: &AppConfig, p: &mut Problems) {
     if s.keep == 0 {
         p.push("snapshot.keep", "must be at least 1");
     }
+    p.secs("snapshot.retain_ended_secs", s.retain_ended_secs, true);
     p.secs(
         "service_level.short_abandon_secs",
         config.service_level.short_abandon_secs,

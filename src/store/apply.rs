@@ -49,6 +49,8 @@ pub enum Fact {
         line: TranscriptLine,
         agent_replied: bool,
     },
+    /// Ended conversations past the retention window were dropped.
+    Evicted { conversations: Vec<ConversationId> },
 }
 
 /// An agent lost a conversation: the actor half tells the agent's actor.
@@ -120,6 +122,11 @@ pub fn apply_fact(store: &Store, fact: &Fact) {
                     r.agent_replied = true;
                 }
             });
+        }
+        Fact::Evicted { conversations } => {
+            for id in conversations {
+                store.remove_conversation(*id);
+            }
         }
     }
 }

@@ -149,6 +149,36 @@ impl Store {
     }
 
     /// Adds a new conversation and links it to its customer.
+    /// Ended conversations whose end is at or before `cutoff`.
+    pub fn ended_before(&self, cutoff: Millis) -> Vec<ConversationId> {
+        self.conversations
+            .iter()
+            .filter(|r| {
+                r.state == ConversationState::Ended && r.ended_at_ms.is_some_and(|t| t <= cutoff)
+            })
+            .map(|r| r.key)
+            .collect()
+    }
+
+    /// Forgets a conversation: its record and its place in the customer's list.
+    pub fn remove_conversation(&self, id: ConversationId) {
+        let Some((_, record)) = self.conversations.remove(&id) else {
+            return;
+        };
+        let emptied = self
+            .customers
+            .get_mut(&record.customer_id)
+            .map(|mut ids| {
+                ids.retain(|c| *c != id);
+                ids.is_empty()
+            })
+            .unwrap_or(false);
+        if emptied {
+            self.customers
+                .remove_if(&record.customer_id, |_, ids| ids.is_empty());
+        }
+    }
+
     pub fn insert_conversation(&self, record: ConversationRecord) {
         self.customers
             .entry(record.customer_id.clone())
@@ -286,6 +316,43 @@ mod tests {
             "gw".into(),
             1_000 + n,
         )
+    }
+
+    #[test]
+    fn evicting_an_ended_conversation_forgets_it_and_its_place_in_the_customer_view() {
+        let store = Store::new();
+        store.insert_conversation(conv(1, "cu", "chat"));
+        store.insert_conversation(conv(2, "cu", "voice"));
+        store.insert_conversation(conv(3, "solo", "chat"));
+        for (id, at) in [(1, 5_000), (3, 9_000)] {
+            store.update_conversation(ConversationId(id), |r| {
+                r.state = ConversationState::Ended;
+                r.ended_at_ms = Some(at);
+            });
+        }
+        assert_eq!(store.ended_before(4_999), vec![]);
+        let mut due = store.ended_before(9_000);
+        due.sort();
+        assert_eq!(due, vec![ConversationId(1), ConversationId(3)]);
+
+        apply_fact(&store, &Fact::Evicted { conversations: due });
+        assert!(store.conversation(ConversationId(1)).is_none());
+        let left: Vec<_> = store
+            .customer_conversations("cu")
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        assert_eq!(left, vec![ConversationId(2)], "the live one stays");
+        assert!(store.customer_conversations("solo").is_empty());
+        assert_eq!(store.live_conversations(), 1);
+        // Evicting again (a replayed fact) changes nothing.
+        apply_fact(
+            &store,
+            &Fact::Evicted {
+                conversations: vec![ConversationId(1)],
+            },
+        );
+        assert_eq!(store.customer_conversations("cu").len(), 1);
     }
 
     #[test]

@@ -183,3 +183,50 @@ async fn customer_view_spans_channels_and_offers_carry_history() {
     assert_eq!(body["code"], "not_found");
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn ended_conversations_are_dropped_after_the_retention_window_live_ones_stay() {
+    let app = spawn_app_custom("", &[("SWITCHBOARD__SNAPSHOT__RETAIN_ENDED_SECS", "1")]).await;
+    let mut gw = app.client(CONNECTOR).await;
+    let mut desk = agent(&app, "keep-a", json!({}), json!({"chat": 1})).await;
+    let done = open(&mut gw, "cu-keep", "chat", json!({})).await;
+    let offer = offer_of(&mut desk, &done).await;
+    accept(&mut desk, &offer).await;
+    desk.ok(json!({"type": "conversation.complete", "conversation_id": done}))
+        .await;
+    gw.wait_for("conversation.ended").await;
+    // Still waiting (the only agent is in wrap-up or busy): must stay.
+    let live = open(&mut gw, "cu-keep", "voice", json!({})).await;
+
+    let (status, _) = app
+        .get(&format!("/v1/conversations/{done}"), Some(SUPERVISOR))
+        .await;
+    assert_eq!(status, 200, "kept until the window has passed");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, _) = app
+            .get(&format!("/v1/conversations/{done}"), Some(SUPERVISOR))
+            .await;
+        if status == 404 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ended conversation was never dropped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, view) = app.get("/v1/customers/cu-keep", Some(SUPERVISOR)).await;
+    let ids: Vec<&str> = view["conversations"]
+        .as_array()
+        .expect("conversations")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![live.as_str()],
+        "only the live one is left: {view}"
+    );
+    app.stop().await;
+}
