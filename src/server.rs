@@ -326,8 +326,11 @@ fn spawn_housekeeping(
     let evict_every = Duration::from_millis(retain_ended_ms / 10)
         .clamp(Duration::from_millis(200), Duration::from_secs(60));
     arbiter.spawn(async move {
-        let mut tick =
-            tokio::time::interval(stats_every.min(Duration::from_secs(1)).min(evict_every));
+        let mut every = stats_every.min(Duration::from_secs(1));
+        if retain_ended_ms > 0 {
+            every = every.min(evict_every);
+        }
+        let mut tick = tokio::time::interval(every);
         let mut last_upkeep = clock::instant();
         let mut last_stats = clock::instant();
         let mut activity_clock = metrics::AgentStateClock::new();
