@@ -8,7 +8,7 @@
 
 use super::error::ApiError;
 use super::protocol::Role;
-use crate::config::{AppConfig, Role as ConfigRole};
+use crate::config::AppConfig;
 use actix_web::HttpRequest;
 use std::sync::Arc;
 
@@ -38,11 +38,7 @@ impl Authenticator {
         self.config
             .role_for_token(token)
             .map(|(role, entry)| Principal {
-                role: match role {
-                    ConfigRole::Connector => Role::Connector,
-                    ConfigRole::Agent => Role::Agent,
-                    ConfigRole::Supervisor => Role::Supervisor,
-                },
+                role,
                 name: entry.name.clone(),
                 agent_id: entry.agent_id.clone(),
             })

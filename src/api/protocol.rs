@@ -62,24 +62,9 @@ pub mod codes {
     ];
 }
 
-/// Who a token belongs to; decides which frames a connection may send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Connector,
-    Agent,
-    Supervisor,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Connector => "connector",
-            Role::Agent => "agent",
-            Role::Supervisor => "supervisor",
-        }
-    }
-}
+/// Who a token belongs to (as configured); decides which frames a
+/// connection may send.
+pub use crate::config::Role;
 
 /// Who sent a transcript line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
