@@ -289,7 +289,7 @@ impl Sim {
                 rng: SmallRng::seed_from_u64(scenario.seed ^ (0xA6E7 + ix as u64)),
                 ready: Some(ready_tx),
             };
-            tasks.push(tokio::spawn(agent.run(ws, rx, stop_rx.clone())));
+            tasks.push(tokio::spawn(drive(agent, ws, rx, stop_rx.clone())));
         }
         let login_deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         for (ix, r) in ready.into_iter().enumerate() {
@@ -311,7 +311,7 @@ impl Sim {
                 shared: shared.clone(),
                 rng: SmallRng::seed_from_u64(scenario.seed ^ (0xC0 + ix as u64)),
             };
-            tasks.push(tokio::spawn(task.run(ws, rx, stop_rx.clone())));
+            tasks.push(tokio::spawn(drive(task, ws, rx, stop_rx.clone())));
         }
         let mix_weights = scenario.arrivals.mix.iter().map(|m| m.weight).collect();
         Ok(Sim {
@@ -462,6 +462,67 @@ pub async fn connect_many(
     results.into_iter().collect()
 }
 
+/// One simulated WebSocket peer (an agent desktop or a gateway): what it
+/// does on a scheduled message and on a frame from the engine. [`drive`] runs
+/// the connection loop that both share.
+trait Peer {
+    type Msg;
+    /// State the loop keeps beside the peer.
+    type Local: Default;
+    /// Names the peer in error codes (`{KIND}_connection_closed`).
+    const KIND: &'static str;
+    fn shared(&self) -> &Shared;
+    /// Sends what opens the session (e.g. a login).
+    fn start(&mut self, _out: &mut Out) {}
+    fn perform(&mut self, msg: Self::Msg, out: &mut Out, local: &mut Self::Local);
+    fn on_frame(&mut self, frame: Incoming, out: &mut Out, local: &mut Self::Local);
+    fn lost_connection(&mut self, code: &str);
+}
+
+/// A peer's connection loop: flushes what is due, performs scheduled
+/// messages while fewer than [`MAX_IN_FLIGHT`] requests are unanswered,
+/// handles frames, and stops on `stop` or when the connection fails.
+async fn drive<P: Peer>(
+    mut peer: P,
+    ws: Ws,
+    mut rx: mpsc::UnboundedReceiver<P::Msg>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (sink, mut stream) = ws.split();
+    let mut out = Out::new(sink);
+    let mut local = P::Local::default();
+    peer.start(&mut out);
+    loop {
+        if !out.flush(peer.shared()).await {
+            peer.lost_connection("send_failed");
+            return;
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            msg = rx.recv(), if out.pending.len() < MAX_IN_FLIGHT => match msg {
+                Some(m) => peer.perform(m, &mut out, &mut local),
+                None => break,
+            },
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Text(t))) => {
+                    peer.shared().frames_in.fetch_add(1, Ordering::Relaxed);
+                    peer.on_frame(wire::parse(t.as_str()), &mut out, &mut local);
+                }
+                Some(Ok(Message::Close(_))) | None => {
+                    peer.lost_connection(&format!("{}_connection_closed", P::KIND));
+                    return;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) => {
+                    peer.lost_connection(&format!("{}_connection_error", P::KIND));
+                    return;
+                }
+            },
+        }
+    }
+    out.close().await;
+}
+
 struct AgentTask {
     ix: AgentIx,
     id: String,
@@ -471,52 +532,38 @@ struct AgentTask {
     ready: Option<oneshot::Sender<Result<(), String>>>,
 }
 
-impl AgentTask {
-    async fn run(
-        mut self,
-        ws: Ws,
-        mut rx: mpsc::UnboundedReceiver<AgentMsg>,
-        mut stop: watch::Receiver<bool>,
-    ) {
-        let (sink, mut stream) = ws.split();
-        let mut out = Out::new(sink);
-        let mut ended: HashSet<String> = HashSet::new();
-        let (skills, capacity) = (self.profile.skills.clone(), self.profile.capacity.clone());
-        let id = self.id.clone();
-        out.request(Req::Login, Instant::now(), |r| {
-            wire::agent_login(r, &id, &skills, &capacity)
-        });
-        loop {
-            if !out.flush(&self.shared).await {
-                self.lost_connection("send_failed");
-                return;
-            }
-            tokio::select! {
-                _ = stop.changed() => break,
-                msg = rx.recv(), if out.pending.len() < MAX_IN_FLIGHT => match msg {
-                    Some(m) => self.perform(m, &mut out, &mut ended),
-                    None => break,
-                },
-                frame = stream.next() => match frame {
-                    Some(Ok(Message::Text(t))) => {
-                        self.shared.frames_in.fetch_add(1, Ordering::Relaxed);
-                        self.on_frame(wire::parse(t.as_str()), &mut out, &mut ended);
-                    }
-                    Some(Ok(Message::Close(_))) | None => {
-                        self.lost_connection("agent_connection_closed");
-                        return;
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) => {
-                        self.lost_connection("agent_connection_error");
-                        return;
-                    }
-                },
-            }
-        }
-        out.close().await;
+impl Peer for AgentTask {
+    type Msg = AgentMsg;
+    /// Conversations this agent has seen end.
+    type Local = HashSet<String>;
+    const KIND: &'static str = "agent";
+
+    fn shared(&self) -> &Shared {
+        &self.shared
     }
 
+    fn start(&mut self, out: &mut Out) {
+        let (skills, capacity) = (&self.profile.skills, &self.profile.capacity);
+        let id = &self.id;
+        out.request(Req::Login, Instant::now(), |r| {
+            wire::agent_login(r, id, skills, capacity)
+        });
+    }
+
+    fn perform(&mut self, msg: AgentMsg, out: &mut Out, ended: &mut HashSet<String>) {
+        AgentTask::perform(self, msg, out, ended);
+    }
+
+    fn on_frame(&mut self, frame: Incoming, out: &mut Out, ended: &mut HashSet<String>) {
+        AgentTask::on_frame(self, frame, out, ended);
+    }
+
+    fn lost_connection(&mut self, code: &str) {
+        AgentTask::lost_connection(self, code);
+    }
+}
+
+impl AgentTask {
     fn lost_connection(&mut self, code: &str) {
         if !self.shared.stopping.load(Ordering::SeqCst) {
             self.shared.book().error(code);
@@ -690,47 +737,30 @@ struct ConnectorTask {
     rng: SmallRng,
 }
 
-impl ConnectorTask {
-    async fn run(
-        mut self,
-        ws: Ws,
-        mut rx: mpsc::UnboundedReceiver<ConnMsg>,
-        mut stop: watch::Receiver<bool>,
-    ) {
-        let (sink, mut stream) = ws.split();
-        let mut out = Out::new(sink);
-        let mut patience: HashMap<Seq, Duration> = HashMap::new();
-        loop {
-            if !out.flush(&self.shared).await {
-                self.lost_connection("send_failed");
-                return;
-            }
-            tokio::select! {
-                _ = stop.changed() => break,
-                msg = rx.recv(), if out.pending.len() < MAX_IN_FLIGHT => match msg {
-                    Some(m) => self.perform(m, &mut out, &mut patience),
-                    None => break,
-                },
-                frame = stream.next() => match frame {
-                    Some(Ok(Message::Text(t))) => {
-                        self.shared.frames_in.fetch_add(1, Ordering::Relaxed);
-                        self.on_frame(wire::parse(t.as_str()), &mut out, &mut patience);
-                    }
-                    Some(Ok(Message::Close(_))) | None => {
-                        self.lost_connection("connector_connection_closed");
-                        return;
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) => {
-                        self.lost_connection("connector_connection_error");
-                        return;
-                    }
-                },
-            }
-        }
-        out.close().await;
+impl Peer for ConnectorTask {
+    type Msg = ConnMsg;
+    /// Each waiting customer's patience, by open request.
+    type Local = HashMap<Seq, Duration>;
+    const KIND: &'static str = "connector";
+
+    fn shared(&self) -> &Shared {
+        &self.shared
     }
 
+    fn perform(&mut self, msg: ConnMsg, out: &mut Out, patience: &mut HashMap<Seq, Duration>) {
+        ConnectorTask::perform(self, msg, out, patience);
+    }
+
+    fn on_frame(&mut self, frame: Incoming, out: &mut Out, patience: &mut HashMap<Seq, Duration>) {
+        ConnectorTask::on_frame(self, frame, out, patience);
+    }
+
+    fn lost_connection(&mut self, code: &str) {
+        ConnectorTask::lost_connection(self, code);
+    }
+}
+
+impl ConnectorTask {
     fn lost_connection(&self, code: &str) {
         if !self.shared.stopping.load(Ordering::SeqCst) {
             self.shared.book().error(code);
