@@ -645,3 +645,99 @@ mod tests {
         assert_eq!(v["conversation_id"], "c-1");
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Whatever a client sends, the parser answers with a frame or a known
+    //! error code, and never panics.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    const FIELDS: &[&str] = &[
+        "req_id",
+        "customer_id",
+        "channel",
+        "queue",
+        "priority",
+        "skills",
+        "capacity",
+        "attributes",
+        "conversation_id",
+        "offer_id",
+        "agent_id",
+        "from",
+        "text",
+        "status",
+        "max_total",
+        "preferred_agent_id",
+        "reason",
+        "colour",
+    ];
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            "[a-z0-9_.-]{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z_]{1,8}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A frame that looks like a real one: a known or made-up `type` and a
+    /// handful of known or made-up fields with values of any JSON type.
+    fn frame_like() -> impl Strategy<Value = String> {
+        let ty = prop_oneof![
+            prop::sample::select(CLIENT_TYPES.iter().map(|(t, _)| *t).collect::<Vec<_>>())
+                .prop_map(Value::from),
+            json_value(),
+        ];
+        let fields = prop::collection::vec((prop::sample::select(FIELDS), json_value()), 0..6);
+        (ty, fields, any::<bool>()).prop_map(|(ty, fields, with_type)| {
+            let mut map = Map::new();
+            if with_type {
+                map.insert("type".into(), ty);
+            }
+            for (k, v) in fields {
+                map.insert(k.to_string(), v);
+            }
+            Value::Object(map).to_string()
+        })
+    }
+
+    fn role() -> impl Strategy<Value = Role> {
+        prop_oneof![
+            Just(Role::Connector),
+            Just(Role::Agent),
+            Just(Role::Supervisor)
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn frame_like_input_gets_a_frame_or_a_known_code(text in frame_like(), role in role()) {
+            if let Err(e) = parse_client_frame(&text, role) {
+                prop_assert!(codes::ALL.contains(&e.code), "unknown code {} for {}", e.code, text);
+                prop_assert!(!e.message.is_empty());
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,200}", role in role()) {
+            if let Err(e) = parse_client_frame(&text, role) {
+                prop_assert!(codes::ALL.contains(&e.code));
+            }
+        }
+    }
+}
