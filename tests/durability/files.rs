@@ -74,6 +74,15 @@ fn line(id: u64, text: &str, now: u64) -> Record {
     })
 }
 
+/// A core command with nothing for the store beyond its effects.
+fn command_at(now: u64, command: Command) -> Record {
+    Record::Handle {
+        now,
+        command,
+        facts: vec![],
+    }
+}
+
 /// A scripted day: logins, opens, lines, accepts, rejects, expiries,
 /// completes, a switch, a disconnect with grace expiry. Offer ids are read
 /// back from the engine as it goes, so the script stays valid.
@@ -122,15 +131,7 @@ fn script(settings: &RoutingSettings) -> Vec<Record> {
                     offer,
                 }
             };
-            push(
-                Record::Handle {
-                    now,
-                    command,
-                    facts: vec![],
-                },
-                &mut probe,
-                &mut out,
-            );
+            push(command_at(now, command), &mut probe, &mut out);
         }
         for a in probe_store.agents() {
             if let Some(c) = a.conversations.first() {
@@ -140,29 +141,13 @@ fn script(settings: &RoutingSettings) -> Vec<Record> {
                         conversation,
                         channel: "voice".into(),
                     };
-                    push(
-                        Record::Handle {
-                            now,
-                            command,
-                            facts: vec![],
-                        },
-                        &mut probe,
-                        &mut out,
-                    );
+                    push(command_at(now, command), &mut probe, &mut out);
                 } else {
                     let command = Command::Complete {
                         agent: a.id.as_str().into(),
                         conversation,
                     };
-                    push(
-                        Record::Handle {
-                            now,
-                            command,
-                            facts: vec![],
-                        },
-                        &mut probe,
-                        &mut out,
-                    );
+                    push(command_at(now, command), &mut probe, &mut out);
                 }
             }
         }
@@ -173,41 +158,17 @@ fn script(settings: &RoutingSettings) -> Vec<Record> {
             let command = Command::AgentDisconnected {
                 agent: "bob".into(),
             };
-            push(
-                Record::Handle {
-                    now,
-                    command,
-                    facts: vec![],
-                },
-                &mut probe,
-                &mut out,
-            );
+            push(command_at(now, command), &mut probe, &mut out);
             let command = Command::AgentSetStatus {
                 agent: "ann".into(),
                 status: AgentStatus::Away,
             };
-            push(
-                Record::Handle {
-                    now,
-                    command,
-                    facts: vec![],
-                },
-                &mut probe,
-                &mut out,
-            );
+            push(command_at(now, command), &mut probe, &mut out);
             let command = Command::AgentSetStatus {
                 agent: "ann".into(),
                 status: AgentStatus::Available,
             };
-            push(
-                Record::Handle {
-                    now,
-                    command,
-                    facts: vec![],
-                },
-                &mut probe,
-                &mut out,
-            );
+            push(command_at(now, command), &mut probe, &mut out);
         }
     }
     out
