@@ -12,8 +12,10 @@
 //! done; done
 //! ```
 //!
-//! Each run prints the number of timed decisions; callgrind's `I refs`
-//! divided by it is the instructions per decision. Without valgrind it just
+//! Each run makes `iters` uncounted warm-up decisions (first offer to each
+//! agent, ready rings growing to their steady size), then `iters` counted
+//! ones, and prints that number; callgrind's `I refs` divided by it is the
+//! instructions per decision. Without valgrind it just
 //! runs (a smoke check under `cargo bench`).
 
 mod support;
@@ -50,10 +52,16 @@ fn main() {
     let mut assigned = Vec::new();
     match mode.as_str() {
         "arrival" => {
-            for _ in 0..iters {
+            for i in 0..2 * iters {
                 let cmd = w.random_open();
                 w.now += 1;
-                black_box(decide_arrival(&mut w.engine, w.now, cmd).ok());
+                let r = if i < iters {
+                    // Warm-up, not counted: first offers per agent, ring buffers growing.
+                    w.engine.handle(w.now, cmd)
+                } else {
+                    decide_arrival(&mut w.engine, w.now, cmd)
+                };
+                black_box(r.ok());
                 w.accept_offers(&mut assigned);
                 w.complete_all(&mut assigned);
                 w.engine.handle_timeout(w.now);
@@ -63,21 +71,21 @@ fn main() {
         "frees" => {
             assigned = w.fill(n * 3);
             let mut pick = 0usize;
-            for _ in 0..iters {
+            for i in 0..2 * iters {
                 pick = (pick + 7919) % assigned.len();
                 let (agent, conversation) = assigned.swap_remove(pick);
                 w.now += 1;
-                black_box(
-                    decide_frees(
-                        &mut w.engine,
-                        w.now,
-                        Command::Complete {
-                            agent,
-                            conversation,
-                        },
-                    )
-                    .ok(),
-                );
+                let cmd = Command::Complete {
+                    agent,
+                    conversation,
+                };
+                let r = if i < iters {
+                    // Warm-up, not counted.
+                    w.engine.handle(w.now, cmd)
+                } else {
+                    decide_frees(&mut w.engine, w.now, cmd)
+                };
+                black_box(r.ok());
                 w.accept_offers(&mut assigned);
                 let cmd = w.random_open();
                 let _ = w.engine.handle(w.now, cmd);

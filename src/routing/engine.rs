@@ -340,6 +340,9 @@ impl Engine {
         &mut self,
         levels: Vec<(String, u8)>,
     ) -> Result<Vec<(SkillId, u8)>, CommandError> {
+        if levels.is_empty() {
+            return Ok(Vec::new());
+        }
         if levels.len() > MAX_SKILLS {
             return Err(CommandError::TooManySkills(MAX_SKILLS));
         }
@@ -589,7 +592,9 @@ impl Engine {
         if let Some(p) = preferred_agent {
             self.prefer(now, id, p);
         }
-        self.enqueue(id);
+        if !self.offer_at_once(now, id) {
+            self.enqueue(id);
+        }
         Ok(id)
     }
 
@@ -1216,13 +1221,24 @@ impl Engine {
             self.dirty_convs.push(id);
             return;
         }
+        let g = self.group_of(id);
+        let c = self.conversations.get_mut(&id).expect("live conversation");
+        let lk = self.groups[g as usize].line_key(c.priority, c.enqueued_at, c.seq, id);
+        c.group = Some(g);
+        self.groups[g as usize].insert_waiting(lk);
+        self.dirty_convs.push(id);
+    }
+
+    /// The group of a conversation's current requirements, created on first use.
+    fn group_of(&mut self, id: ConversationId) -> u32 {
+        let c = &self.conversations[&id];
         let cache_key = (c.queue, c.channel, c.step);
         let cached = if c.own_skills.is_empty() {
             self.group_cache.get(&cache_key).copied()
         } else {
             None
         };
-        let g = match cached {
+        match cached {
             Some(g) => g,
             None => {
                 let q = &self.settings.queues[c.queue.0 as usize];
@@ -1239,12 +1255,32 @@ impl Engine {
                 }
                 g
             }
-        };
-        let c = self.conversations.get_mut(&id).expect("live conversation");
-        let lk = self.groups[g as usize].line_key(c.priority, c.enqueued_at, c.seq, id);
-        c.group = Some(g);
-        self.groups[g as usize].insert_waiting(lk);
-        self.dirty_convs.push(id);
+        }
+    }
+
+    /// Offers a just-opened conversation straight to the best ready agent of
+    /// its group, when no other conversation is pending routing: the decision
+    /// `settle` would make, without entering and leaving the line. False when
+    /// it has to wait (or is reserved for a preferred agent).
+    fn offer_at_once(&mut self, now: Millis, id: ConversationId) -> bool {
+        let c = &self.conversations[&id];
+        if !self.dirty_convs.is_empty() || c.preferred.is_some() {
+            return false;
+        }
+        let ch = c.channel.0 as usize;
+        let g = self.group_of(id);
+        let nch = self.settings.channels.len();
+        let ready_epoch = &self.ready_epoch;
+        let first = self.groups[g as usize]
+            .ready
+            .first_valid(|e| entry_valid(ready_epoch, nch, e, ch));
+        match first {
+            Some(e) => {
+                self.make_offer(now, id, e.agent);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Takes a waiting conversation out of line (group or reservation).
@@ -1503,21 +1539,29 @@ impl Engine {
     fn publish(&mut self, a: u32) {
         let nch = self.agents[a as usize].ch.len();
         for ch in 0..nch {
-            let ag = &self.agents[a as usize];
-            if !ag.ready(ch) || ag.ch[ch].published == ag.ch[ch].epoch {
+            let ag = &mut self.agents[a as usize];
+            let slot = ag.ch[ch];
+            if slot.published == slot.epoch || !ag.ready(ch) {
                 continue;
             }
-            let ag = &mut self.agents[a as usize];
-            ag.ch[ch].published = ag.ch[ch].epoch;
-            self.ready_epoch[a as usize * nch + ch] = ag.ch[ch].epoch;
+            ag.ch[ch].published = slot.epoch;
+            self.ready_epoch[a as usize * nch + ch] = slot.epoch;
             let ag = &self.agents[a as usize];
+            // The `longest_idle` entry is the same in every group: built once.
+            let idle_entry = ReadyEntry {
+                key: slot.last_active,
+                agent: a,
+                epoch: slot.epoch,
+            };
+            let ready_epoch = &self.ready_epoch;
             for &g in &ag.groups[ch] {
                 let group = &mut self.groups[g as usize];
-                let e = ready_entry(ag, &group.key, ch, a, self.settings.seed);
-                let ordered = group.ordered_keys();
-                group.ready.push(e, ordered);
-                let ready_epoch = &self.ready_epoch;
-                group.maybe_compact(|e| entry_valid(ready_epoch, nch, e, ch));
+                let e = if group.ordered_keys() {
+                    idle_entry
+                } else {
+                    ready_entry(ag, &group.key, ch, a, self.settings.seed)
+                };
+                group.push_ready(e, |e| entry_valid(ready_epoch, nch, e, ch));
             }
         }
     }
@@ -1601,11 +1645,11 @@ impl Engine {
         {
             let group = &mut self.groups[g as usize];
             let ordered = group.ordered_keys();
-            while let Some(e) = group.ready.peek() {
-                if !entry_valid(&self.ready_epoch, nch, &e, ch) {
-                    group.ready.pop();
-                    continue;
-                }
+            let ready_epoch = &self.ready_epoch;
+            while let Some(e) = group
+                .ready
+                .first_valid(|e| entry_valid(ready_epoch, nch, e, ch))
+            {
                 if c.declined_by(e.agent) {
                     group.ready.pop();
                     aside.push(e);
@@ -1734,15 +1778,18 @@ impl Engine {
 /// An agent's entry in a group's heap, keyed by the group's policy.
 fn ready_entry(ag: &Agent, key: &GroupKey, ch: usize, a: u32, seed: u64) -> ReadyEntry {
     let idle = ag.ch[ch].last_active;
-    let (k1, k2) = match key.policy {
-        SelectionPolicy::LongestIdle => (0, idle),
-        SelectionPolicy::MostSkilled => (-(skills::score(&ag.skills, &key.required) as i64), idle),
-        SelectionPolicy::LeastOccupied => (ag.occupancy_permille() as i64, idle),
-        SelectionPolicy::Random => (0, random_key(seed, ag.ch[ch].rand_key)),
+    let key = match key.policy {
+        SelectionPolicy::LongestIdle => idle,
+        SelectionPolicy::MostSkilled => {
+            // Highest score first: at most 64 skills of level 10, far below u16::MAX.
+            let score = skills::score(&ag.skills, &key.required).min(u16::MAX as u32) as u16;
+            ReadyEntry::packed(u16::MAX - score, idle)
+        }
+        SelectionPolicy::LeastOccupied => ReadyEntry::packed(ag.occupancy_permille() as u16, idle),
+        SelectionPolicy::Random => random_key(seed, ag.ch[ch].rand_key),
     };
     ReadyEntry {
-        k1,
-        k2,
+        key,
         agent: a,
         epoch: ag.ch[ch].epoch,
     }

@@ -25,13 +25,31 @@ pub struct GroupKey {
     pub aging_ms_per_point: Option<Millis>,
 }
 
-/// A ready agent's place in a group's heap: smaller key first.
+/// A ready agent's place in a group's heap: smaller first.
+///
+/// `key` packs the policy's order into one integer, so an entry is 16 bytes
+/// and compares with one instruction in the common case: `longest_idle` is
+/// the idle-since time; `most_skilled` and `least_occupied` put their primary
+/// criterion in the top 16 bits above the idle-since time (see
+/// [`ReadyEntry::packed`]); `random` is the drawn key. Ties go to the lower
+/// agent index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ReadyEntry {
-    pub k1: i64,
-    pub k2: u64,
+    pub key: u64,
     pub agent: u32,
     pub epoch: u32,
+}
+
+impl ReadyEntry {
+    /// Bits of the idle-since time kept below a primary criterion: 2^48 ms
+    /// is about 8,900 years, so real clocks are never clamped.
+    const IDLE_BITS: u32 = 48;
+
+    /// The key ordering by `primary` (smaller first), then by idle-since time.
+    pub fn packed(primary: u16, idle_since: Millis) -> u64 {
+        let idle = idle_since.min((1 << Self::IDLE_BITS) - 1);
+        ((primary as u64) << Self::IDLE_BITS) | idle
+    }
 }
 
 /// The place of a waiting conversation in its group's line (smaller first).
@@ -84,6 +102,28 @@ impl ReadySet {
         }
     }
 
+    /// Drops invalid entries from the top and returns the first valid one,
+    /// leaving it in place. With the side heap empty (the usual case) this
+    /// walks the front of the ring only.
+    pub fn first_valid(&mut self, valid: impl Fn(&ReadyEntry) -> bool) -> Option<ReadyEntry> {
+        if self.heap.is_empty() {
+            while let Some(f) = self.fifo.front() {
+                if valid(f) {
+                    return Some(*f);
+                }
+                self.fifo.pop_front();
+            }
+            return None;
+        }
+        while let Some(e) = self.peek() {
+            if valid(&e) {
+                return Some(e);
+            }
+            self.pop();
+        }
+        None
+    }
+
     pub fn len(&self) -> usize {
         self.fifo.len() + self.heap.len()
     }
@@ -109,11 +149,15 @@ pub struct Group {
     pub ready: ReadySet,
     /// Agents whose skills and capacity qualify them (ready or not).
     pub qualified: u32,
+    /// Whether ready keys arrive in (nearly always) increasing order: the
+    /// policy is `longest_idle`.
+    ordered: bool,
 }
 
 impl Group {
     pub fn new(key: GroupKey) -> Self {
         Group {
+            ordered: key.policy == SelectionPolicy::LongestIdle,
             key,
             waiting: BTreeSet::new(),
             head: None,
@@ -124,7 +168,13 @@ impl Group {
 
     /// Whether ready keys arrive in (nearly always) increasing order.
     pub fn ordered_keys(&self) -> bool {
-        self.key.policy == SelectionPolicy::LongestIdle
+        self.ordered
+    }
+
+    /// Adds a ready entry, then compacts if stale entries outnumber live ones.
+    pub fn push_ready(&mut self, e: ReadyEntry, is_valid: impl Fn(&ReadyEntry) -> bool) {
+        self.ready.push(e, self.ordered);
+        self.maybe_compact(is_valid);
     }
 
     pub fn insert_waiting(&mut self, lk: LineKey) {
