@@ -139,19 +139,24 @@ impl ReadySet {
     }
 }
 
+/// Fields are laid out by use (`repr(C)`, aligned to a cache line): the first
+/// line holds what publishing an agent touches (the ready set's headers,
+/// `qualified`, `ordered`), the next what an agent looking for work reads
+/// (`head`); the key and the full line are read far less often.
 #[derive(Debug, Clone)]
+#[repr(C, align(64))]
 pub struct Group {
-    pub key: GroupKey,
-    pub waiting: BTreeSet<LineKey>,
-    /// The first of `waiting`, kept at hand so an agent looking for work
-    /// reads one field per group.
-    pub head: Option<LineKey>,
     pub ready: ReadySet,
     /// Agents whose skills and capacity qualify them (ready or not).
     pub qualified: u32,
     /// Whether ready keys arrive in (nearly always) increasing order: the
     /// policy is `longest_idle`.
     ordered: bool,
+    /// The first of `waiting`, kept at hand so an agent looking for work
+    /// reads one field per group.
+    pub head: Option<LineKey>,
+    pub waiting: BTreeSet<LineKey>,
+    pub key: GroupKey,
 }
 
 impl Group {
