@@ -22,11 +22,12 @@ use super::settings::{
     Millis, RoutingSettings, SelectionPolicy, SettingsError, SlaAction, SlaSettings,
 };
 use super::skills::{self, Interner};
-use super::state::{Agent, ChannelSlots, ConvState, Conversation, Offer, UNPUBLISHED};
+use super::state::{Agent, ChannelSlots, ConvState, Conversation, Offer, PerChannel, UNPUBLISHED};
 use super::timers::{Timer, TimerQueue};
 use ahash::AHashMap;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use smallvec::SmallVec;
 use std::collections::VecDeque;
 
 /// At most this many skills on one agent or one conversation.
@@ -437,7 +438,7 @@ impl Engine {
                     status: AgentStatus::Offline,
                     connected: true,
                     skills: Vec::new(),
-                    ch: vec![
+                    ch: smallvec::smallvec![
                         ChannelSlots {
                             last_active: now,
                             ..ChannelSlots::default()
@@ -446,13 +447,13 @@ impl Engine {
                     ],
                     max_total: None,
                     used_total: 0,
-                    offers: Vec::new(),
-                    conversations: Vec::new(),
+                    offers: SmallVec::new(),
+                    conversations: SmallVec::new(),
                     declined: Vec::new(),
                     wrapping: Vec::new(),
                     grace: None,
                     grace_counter: 0,
-                    groups: vec![Vec::new(); nch],
+                    groups: smallvec::smallvec![Vec::new(); nch],
                     in_least_occupied: false,
                     reserved: Vec::new(),
                     dirty: false,
@@ -1438,7 +1439,7 @@ impl Engine {
             }
             self.agents_by_skill[s].push(a);
         }
-        let mut groups = vec![Vec::new(); ag.ch.len()];
+        let mut groups: PerChannel<Vec<u32>> = smallvec::smallvec![Vec::new(); ag.ch.len()];
         let mut lo = false;
         for (ch, gs) in groups.iter_mut().enumerate() {
             if ag.ch[ch].capacity == 0 {

@@ -124,7 +124,7 @@ impl Engine {
                 slots.epoch = 0;
                 slots.published = UNPUBLISHED;
             }
-            ag.groups = vec![Vec::new(); nch];
+            ag.groups = smallvec::smallvec![Vec::new(); nch];
             ag.reserved = Vec::new();
             ag.dirty = false;
             ag.in_least_occupied = false;

@@ -7,6 +7,14 @@ use super::command::AgentStatus;
 use super::ids::{AgentId, ChannelId, ConversationId, OfferId, QueueId, SkillId};
 use super::settings::Millis;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+
+/// Channels kept inside the agent record (more spill to the heap).
+pub const INLINE_CHANNELS: usize = 5;
+
+/// Per-channel data of one agent, inline for the usual channel count so that
+/// touching an agent does not chase a pointer per field.
+pub type PerChannel<T> = SmallVec<[T; INLINE_CHANNELS]>;
 
 /// One agent as the router sees it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -16,12 +24,12 @@ pub struct Agent {
     /// False from a disconnect until the next login.
     pub connected: bool,
     pub skills: Vec<(SkillId, u8)>,
-    /// Per channel, in one allocation so touching an agent costs one cache line or two.
-    pub ch: Vec<ChannelSlots>,
+    /// Per channel, inside the record so touching an agent costs few cache lines.
+    pub ch: PerChannel<ChannelSlots>,
     pub max_total: Option<u8>,
     pub used_total: u8,
-    pub offers: Vec<OfferId>,
-    pub conversations: Vec<ConversationId>,
+    pub offers: SmallVec<[OfferId; 4]>,
+    pub conversations: SmallVec<[ConversationId; 4]>,
     /// Conversations this agent declined and the end of each cooldown
     /// (mirrors `Conversation::declined`, so looking for work needs no lookup).
     pub declined: Vec<(ConversationId, Millis)>,
@@ -32,7 +40,7 @@ pub struct Agent {
     pub grace_counter: u32,
     /// Per channel: the groups this agent qualifies for.
     #[serde(skip)]
-    pub groups: Vec<Vec<u32>>,
+    pub groups: PerChannel<Vec<u32>>,
     /// Whether any of those groups uses `least_occupied` (its key changes
     /// with any slot, so every channel is re-published).
     #[serde(skip)]
