@@ -77,7 +77,6 @@ pub struct Engine {
     pub(crate) settings: RoutingSettings,
     pub(crate) queues: Vec<QueueRt>,
     queue_ids: AHashMap<String, QueueId>,
-    channel_ids: AHashMap<String, ChannelId>,
     pub(crate) skills: Interner,
     pub(crate) agents: Vec<Agent>,
     pub(crate) agent_index: AHashMap<AgentId, u32>,
@@ -121,12 +120,6 @@ impl Engine {
                 .iter()
                 .enumerate()
                 .map(|(i, q)| (q.name.clone(), QueueId(i as u16)))
-                .collect(),
-            channel_ids: settings
-                .channels
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.name.clone(), ChannelId(i as u8)))
                 .collect(),
             queues,
             skills,
@@ -366,10 +359,14 @@ impl Engine {
         Ok(skills::normalize(out))
     }
 
+    /// A channel by name: a scan, cheaper than hashing for the handful of
+    /// channels a contact center configures.
     fn channel_id(&self, name: &str) -> Result<ChannelId, CommandError> {
-        self.channel_ids
-            .get(name)
-            .copied()
+        self.settings
+            .channels
+            .iter()
+            .position(|c| c.name == name)
+            .map(|i| ChannelId(i as u8))
             .ok_or_else(|| CommandError::UnknownChannel(name.to_owned()))
     }
 
