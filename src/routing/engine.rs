@@ -71,6 +71,12 @@ pub struct FloorStats {
     pub away: usize,
 }
 
+/// What finding a conversation's group takes when the cache does not have it.
+pub(crate) struct GroupMiss {
+    cache_key: Option<(QueueId, ChannelId, u8)>,
+    key: GroupKey,
+}
+
 /// The pure routing core. See the module docs.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -1229,31 +1235,43 @@ impl Engine {
 
     /// The group of a conversation's current requirements, created on first use.
     fn group_of(&mut self, id: ConversationId) -> u32 {
-        let c = &self.conversations[&id];
+        match self.cached_group(&self.conversations[&id]) {
+            Ok(g) => g,
+            Err(miss) => self.create_group(miss),
+        }
+    }
+
+    /// The group of `c` when it exists and `c` needs no skills of its own
+    /// (the common case: one map lookup); otherwise what creating or finding
+    /// it takes. `c` need not be in `conversations` yet (restore uses this).
+    pub(crate) fn cached_group(&self, c: &Conversation) -> Result<u32, GroupMiss> {
         let cache_key = (c.queue, c.channel, c.step);
-        let cached = if c.own_skills.is_empty() {
-            self.group_cache.get(&cache_key).copied()
-        } else {
-            None
-        };
-        match cached {
-            Some(g) => g,
-            None => {
-                let q = &self.settings.queues[c.queue.0 as usize];
-                let key = GroupKey {
-                    channel: c.channel,
-                    required: self.requirements(c),
-                    policy: q.policy,
-                    aging_ms_per_point: q.aging_ms_per_point,
-                };
-                let plain = c.own_skills.is_empty();
-                let g = self.group_for(key);
-                if plain {
-                    self.group_cache.insert(cache_key, g);
-                }
-                g
+        let plain = c.own_skills.is_empty();
+        if plain {
+            if let Some(&g) = self.group_cache.get(&cache_key) {
+                return Ok(g);
             }
         }
+        let q = &self.settings.queues[c.queue.0 as usize];
+        Err(GroupMiss {
+            cache_key: plain.then_some(cache_key),
+            key: GroupKey {
+                channel: c.channel,
+                required: self.requirements(c),
+                policy: q.policy,
+                aging_ms_per_point: q.aging_ms_per_point,
+            },
+        })
+    }
+
+    /// Finds or creates the group a [`Self::cached_group`] miss describes,
+    /// and caches it when the conversation had no skills of its own.
+    pub(crate) fn create_group(&mut self, miss: GroupMiss) -> u32 {
+        let g = self.group_for(miss.key);
+        if let Some(cache_key) = miss.cache_key {
+            self.group_cache.insert(cache_key, g);
+        }
+        g
     }
 
     /// Offers a just-opened conversation straight to the best ready agent of
