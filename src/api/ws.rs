@@ -185,6 +185,8 @@ async fn run_session(
     let mut heartbeat = tokio::time::interval(limits.heartbeat_interval);
     heartbeat.tick().await;
 
+    // Rare paths (closing, refusing, handling a frame) are boxed: their
+    // state would otherwise sit in every idle session's task.
     let close: Option<CloseReason> = loop {
         tokio::select! {
             biased;
@@ -193,7 +195,7 @@ async fn run_session(
             }
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
-                    flush(&mut session, &mut rx).await;
+                    Box::pin(flush(&mut session, &mut rx)).await;
                     break Some(reason(CloseCode::Away, SHUTDOWN_REASON));
                 }
             }
@@ -220,7 +222,7 @@ async fn run_session(
                 match msg {
                     None => break None,
                     Some(Err(ProtocolError::Overflow)) => {
-                        refuse_and_close(&mut session, &mut rx, codes::FRAME_TOO_LARGE, "frame is larger than max_frame_bytes").await;
+                        Box::pin(refuse_and_close(&mut session, &mut rx, codes::FRAME_TOO_LARGE, "frame is larger than max_frame_bytes")).await;
                         break Some(reason(CloseCode::Size, "frame too large"));
                     }
                     Some(Err(e)) => {
@@ -230,14 +232,14 @@ async fn run_session(
                     }
                     Some(Ok(AggregatedMessage::Text(text))) => {
                         if text.len() > limits.max_frame_bytes {
-                            refuse_and_close(&mut session, &mut rx, codes::FRAME_TOO_LARGE, &format!(
-                                "frame of {} bytes is larger than max_frame_bytes ({})", text.len(), limits.max_frame_bytes)).await;
+                            Box::pin(refuse_and_close(&mut session, &mut rx, codes::FRAME_TOO_LARGE, &format!(
+                                "frame of {} bytes is larger than max_frame_bytes ({})", text.len(), limits.max_frame_bytes))).await;
                             break Some(reason(CloseCode::Size, "frame too large"));
                         }
-                        conn.on_text(&text).await;
+                        Box::pin(conn.on_text(&text)).await;
                     }
                     Some(Ok(AggregatedMessage::Binary(_))) => {
-                        refuse_and_close(&mut session, &mut rx, codes::BINARY_FRAME, "binary frames are not supported; send JSON text").await;
+                        Box::pin(refuse_and_close(&mut session, &mut rx, codes::BINARY_FRAME, "binary frames are not supported; send JSON text")).await;
                         break Some(reason(CloseCode::Unsupported, "binary frames are not supported"));
                     }
                     Some(Ok(AggregatedMessage::Ping(bytes))) => {
@@ -247,7 +249,7 @@ async fn run_session(
                     }
                     Some(Ok(AggregatedMessage::Pong(_))) => {}
                     Some(Ok(AggregatedMessage::Close(_))) => {
-                        flush(&mut session, &mut rx).await;
+                        Box::pin(flush(&mut session, &mut rx)).await;
                         break Some(reason(CloseCode::Normal, "bye"));
                     }
                 }
