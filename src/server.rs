@@ -163,7 +163,10 @@ pub async fn start_with(config: AppConfig, options: StartOptions) -> anyhow::Res
     })
     .disable_signals()
     .shutdown_timeout(grace.as_secs().max(1));
-    if let Some(workers) = options.workers {
+    let workers = options
+        .workers
+        .or((config.server.workers > 0).then_some(config.server.workers));
+    if let Some(workers) = workers {
         server = server.workers(workers.max(1));
     }
     let server = server

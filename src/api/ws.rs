@@ -2,16 +2,19 @@
 //!
 //! The token is checked before the upgrade (401 otherwise). Each connection
 //! then runs ONE `select!` loop over: its inbound frames, its bounded
-//! outbound queue (actors push frames with `try_send`; a full queue means the
-//! client does not read, and it is closed with a reason — the router never
-//! waits on it), a heartbeat ping with a client timeout, and the server's
-//! shutdown signal. A frame's size is checked before it is parsed; a bad
+//! outbound queue (core calls push frames with `try_send`; a full queue means
+//! the client does not read, and it is closed with a reason — nothing ever
+//! waits on it), a heartbeat with a client timeout (a ping goes only to a
+//! connection that has been quiet, see [`WsLimits::needs_ping`]), and the
+//! server's shutdown signal. A frame's size is checked before it is parsed; a bad
 //! frame gets an `error` frame and the connection stays open, except an
 //! oversize or binary frame, which is answered and then closed.
 //!
-//! With a journal, an `ack` for a state-changing request is held until the
-//! journal record of that change is durable (the router returns its sequence
-//! number; the loop waits on the journal's watermark, never the router), and
+//! A request is handled on the session's own thread: the core call is made
+//! here (`crate::actors::dispatch`), serialised with every other by the
+//! recorder's lock. With a journal, an `ack` for a state-changing request is
+//! held until the journal record of that change is durable (the call returns
+//! its sequence number; the loop waits on the journal's watermark), and
 //! replies leave in request order.
 //!
 //! Authorization lives here: an agent session acts only as the agent it
@@ -52,6 +55,19 @@ pub struct WsLimits {
     pub outbound_buffer_frames: usize,
     pub heartbeat_interval: Duration,
     pub client_timeout: Duration,
+}
+
+impl WsLimits {
+    /// Whether a connection whose last inbound frame is `idle` old needs a
+    /// ping on this heartbeat. One that spoke recently enough to outlive the
+    /// next heartbeat and still have a whole interval to answer a ping then
+    /// is known alive: pinging it would only cost a frame each way.
+    pub fn needs_ping(&self, idle: Duration) -> bool {
+        let spare = self
+            .client_timeout
+            .saturating_sub(self.heartbeat_interval.saturating_mul(2));
+        idle >= spare
+    }
 }
 
 /// Close reason sent on server shutdown.
@@ -169,6 +185,8 @@ async fn run_session(
     let mut heartbeat = tokio::time::interval(limits.heartbeat_interval);
     heartbeat.tick().await;
 
+    // Rare paths (closing, refusing, handling a frame) are boxed: their
+    // state would otherwise sit in every idle session's task.
     let close: Option<CloseReason> = loop {
         tokio::select! {
             biased;
@@ -177,7 +195,7 @@ async fn run_session(
             }
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
-                    flush(&mut session, &mut rx).await;
+                    Box::pin(flush(&mut session, &mut rx)).await;
                     break Some(reason(CloseCode::Away, SHUTDOWN_REASON));
                 }
             }
@@ -191,10 +209,11 @@ async fn run_session(
                 }
             }
             _ = heartbeat.tick() => {
-                if last_seen.elapsed() > limits.client_timeout {
+                let idle = last_seen.elapsed();
+                if idle > limits.client_timeout {
                     break Some(reason(CloseCode::Away, "client timeout"));
                 }
-                if session.ping(b"").await.is_err() {
+                if limits.needs_ping(idle) && session.ping(b"").await.is_err() {
                     break None;
                 }
             }
@@ -203,7 +222,7 @@ async fn run_session(
                 match msg {
                     None => break None,
                     Some(Err(ProtocolError::Overflow)) => {
-                        refuse_and_close(&mut session, &mut rx, codes::FRAME_TOO_LARGE, "frame is larger than max_frame_bytes").await;
+                        Box::pin(refuse_and_close(&mut session, &mut rx, codes::FRAME_TOO_LARGE, "frame is larger than max_frame_bytes")).await;
                         break Some(reason(CloseCode::Size, "frame too large"));
                     }
                     Some(Err(e)) => {
@@ -213,14 +232,14 @@ async fn run_session(
                     }
                     Some(Ok(AggregatedMessage::Text(text))) => {
                         if text.len() > limits.max_frame_bytes {
-                            refuse_and_close(&mut session, &mut rx, codes::FRAME_TOO_LARGE, &format!(
-                                "frame of {} bytes is larger than max_frame_bytes ({})", text.len(), limits.max_frame_bytes)).await;
+                            Box::pin(refuse_and_close(&mut session, &mut rx, codes::FRAME_TOO_LARGE, &format!(
+                                "frame of {} bytes is larger than max_frame_bytes ({})", text.len(), limits.max_frame_bytes))).await;
                             break Some(reason(CloseCode::Size, "frame too large"));
                         }
-                        conn.on_text(&text).await;
+                        Box::pin(conn.on_text(&text)).await;
                     }
                     Some(Ok(AggregatedMessage::Binary(_))) => {
-                        refuse_and_close(&mut session, &mut rx, codes::BINARY_FRAME, "binary frames are not supported; send JSON text").await;
+                        Box::pin(refuse_and_close(&mut session, &mut rx, codes::BINARY_FRAME, "binary frames are not supported; send JSON text")).await;
                         break Some(reason(CloseCode::Unsupported, "binary frames are not supported"));
                     }
                     Some(Ok(AggregatedMessage::Ping(bytes))) => {
@@ -230,7 +249,7 @@ async fn run_session(
                     }
                     Some(Ok(AggregatedMessage::Pong(_))) => {}
                     Some(Ok(AggregatedMessage::Close(_))) => {
-                        flush(&mut session, &mut rx).await;
+                        Box::pin(flush(&mut session, &mut rx)).await;
                         break Some(reason(CloseCode::Normal, "bye"));
                     }
                 }
@@ -698,4 +717,41 @@ where
         codes::UNAVAILABLE,
         "the router is restarting; try again",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(heartbeat: u64, timeout: u64) -> WsLimits {
+        WsLimits {
+            max_frame_bytes: 1024,
+            outbound_buffer_frames: 8,
+            heartbeat_interval: Duration::from_secs(heartbeat),
+            client_timeout: Duration::from_secs(timeout),
+        }
+    }
+
+    #[test]
+    fn a_client_that_spoke_recently_is_not_pinged() {
+        let l = limits(5, 15);
+        assert!(!l.needs_ping(Duration::from_millis(4_900)));
+        assert!(l.needs_ping(Duration::from_secs(5)));
+        assert!(l.needs_ping(Duration::from_secs(12)));
+    }
+
+    #[test]
+    fn a_tight_timeout_pings_on_every_heartbeat() {
+        // Skipping a ping must never let the next heartbeat find the client
+        // over its timeout without a ping it could have answered.
+        let l = limits(5, 9);
+        assert!(l.needs_ping(Duration::ZERO));
+        for idle_ms in (0..15_000).step_by(100) {
+            let idle = Duration::from_millis(idle_ms);
+            let next = idle + l.heartbeat_interval;
+            if !l.needs_ping(idle) {
+                assert!(next + l.heartbeat_interval <= l.client_timeout, "{idle:?}");
+            }
+        }
+    }
 }

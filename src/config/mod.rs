@@ -108,6 +108,9 @@ pub struct ServerConfig {
     /// Serve the bare WebSocket echo endpoint used by the load generator.
     pub echo_endpoint: bool,
     pub shutdown_grace_secs: Seconds,
+    /// HTTP worker threads; 0: one per core.
+    #[serde(default)]
+    pub workers: usize,
 }
 
 impl ServerConfig {
