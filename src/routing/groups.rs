@@ -102,26 +102,24 @@ impl ReadySet {
         }
     }
 
-    /// Drops invalid entries from the top and returns the first valid one,
-    /// leaving it in place. With the side heap empty (the usual case) this
-    /// walks the front of the ring only.
+    /// Drops invalid entries from the top of the ring and of the side heap
+    /// and returns the smaller valid one, leaving it in place. Stale entries
+    /// are garbage wherever they sit, so each structure is trimmed on its own
+    /// (a tight loop over the ring's front) before the two tops are compared.
     pub fn first_valid(&mut self, valid: impl Fn(&ReadyEntry) -> bool) -> Option<ReadyEntry> {
-        if self.heap.is_empty() {
-            while let Some(f) = self.fifo.front() {
-                if valid(f) {
-                    return Some(*f);
-                }
-                self.fifo.pop_front();
+        while let Some(f) = self.fifo.front() {
+            if valid(f) {
+                break;
             }
-            return None;
+            self.fifo.pop_front();
         }
-        while let Some(e) = self.peek() {
-            if valid(&e) {
-                return Some(e);
+        while let Some(Reverse(h)) = self.heap.peek() {
+            if valid(h) {
+                break;
             }
-            self.pop();
+            self.heap.pop();
         }
-        None
+        self.peek()
     }
 
     pub fn len(&self) -> usize {
