@@ -262,7 +262,7 @@ fn a_snapshot_round_trips_and_the_journal_after_it_is_replayed_on_top() {
     let loaded = snapshot::load_newest(dir.path())
         .expect("list")
         .expect("a snapshot");
-    assert_eq!(loaded.body.seq, head.len() as u64);
+    assert_eq!(loaded.file.seq, head.len() as u64);
     assert!(loaded.skipped.is_empty());
 
     // Snapshot + journal after it = the whole run; the pre-cut segment was pruned
@@ -282,7 +282,7 @@ fn a_snapshot_round_trips_and_the_journal_after_it_is_replayed_on_top() {
         let ids = |s: &Store| -> Vec<String> {
             s.customer_conversations(customer)
                 .into_iter()
-                .map(|c| c.id)
+                .map(|c| c.id())
                 .collect()
         };
         assert_eq!(ids(&restored.store), ids(&store), "{customer}");
@@ -330,8 +330,9 @@ fn a_damaged_newest_snapshot_falls_back_to_the_next_older_one() {
     let loaded = snapshot::load_newest(dir.path())
         .expect("list")
         .expect("one is valid");
-    assert_eq!(loaded.body.seq, 5);
-    assert_eq!(loaded.body.store.conversations.len(), 1);
+    assert_eq!(loaded.file.seq, 5);
+    let body = loaded.file.body().expect("decodes");
+    assert_eq!(body.store.conversations.len(), 1);
     assert_eq!(loaded.skipped.len(), 2);
     assert!(
         matches!(loaded.skipped[0], SnapshotError::Checksum { .. }),
@@ -540,14 +541,15 @@ fn the_replica_fed_by_the_journal_snapshots_exactly_the_live_state() {
         let loaded = snapshot::load_newest(dir.path())
             .expect("list")
             .expect("snapshot");
-        assert_eq!(loaded.body.seq, written.seq);
+        assert_eq!(loaded.file.seq, written.seq);
+        let body = loaded.file.body().expect("decodes");
         assert_eq!(
-            bincode::serialize(&loaded.body.core).expect("encode"),
+            bincode::serialize(&body.core).expect("encode"),
             core_bytes(&live),
             "part {i}: the replica's core is the live one"
         );
         assert_eq!(
-            loaded.body.store,
+            body.store,
             image(&live_store),
             "part {i}: the replica's store is the live one"
         );
