@@ -337,7 +337,9 @@ impl<'s, 'a> StoreBuilder<'s, 'a> {
         let mut found = 0u32;
         while r.at < bytes.len() {
             let record = self.decode_record(&mut r, names)?;
-            self.store.conversations.insert(record.key, record);
+            self.store
+                .conversations
+                .insert(record.key, Box::new(record));
             found += 1;
         }
         if found != count {

@@ -46,7 +46,11 @@ impl Store {
     /// Copies every record (unordered; [`StoreImage::from_records`] sorts).
     pub fn records(&self) -> StoreRecords {
         StoreRecords {
-            conversations: self.conversations.iter().map(|r| r.clone()).collect(),
+            conversations: self
+                .conversations
+                .iter()
+                .map(|r| ConversationRecord::clone(&r))
+                .collect(),
             agents: self.agents.iter().map(|r| r.clone()).collect(),
         }
     }

@@ -155,7 +155,9 @@ type Hasher = ahash::RandomState;
 /// The three maps and the names they share. Cheap to share behind an `Arc`.
 #[derive(Debug, Default)]
 pub struct Store {
-    conversations: DashMap<ConversationId, ConversationRecord, Hasher>,
+    /// Boxed: the table stays small (a restart fills it at random places)
+    /// and the records lie in allocation order.
+    conversations: DashMap<ConversationId, Box<ConversationRecord>, Hasher>,
     customers: DashMap<Name, Vec<ConversationId>, Hasher>,
     agents: DashMap<String, AgentRecord>,
     names: Names,
@@ -204,7 +206,7 @@ impl Store {
     /// Adds a new conversation and links it to its customer.
     pub fn insert_conversation(&self, mut record: ConversationRecord) {
         record.customer_id = self.link_customer(&record.customer_id, record.key);
-        self.conversations.insert(record.key, record);
+        self.conversations.insert(record.key, Box::new(record));
     }
 
     /// Appends `conversation` to the customer's list; returns the customer
@@ -221,7 +223,9 @@ impl Store {
 
     /// A copy of one conversation.
     pub fn conversation(&self, id: ConversationId) -> Option<ConversationRecord> {
-        self.conversations.get(&id).map(|r| r.clone())
+        self.conversations
+            .get(&id)
+            .map(|r| ConversationRecord::clone(&r))
     }
 
     /// Runs `f` on one conversation under its lock; `None` if it is unknown.
