@@ -52,6 +52,7 @@ pub struct SnapshotBody {
 
 /// Format 1's body: bincode 1 of this.
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct BodyV1 {
     seq: Seq,
     taken_at_ms: Millis,
@@ -446,4 +447,89 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Option<Seq>, SnapshotError> {
         fs::remove_file(path).map_err(io("deleting", path))?;
     }
     Ok(all.get(cut).map(|(seq, _)| *seq))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::protocol::{Speaker, TranscriptLine};
+    use crate::config::AppConfig;
+    use crate::routing::{ConversationId, Engine};
+    use crate::store::legacy::StoredConversationV1;
+    use crate::store::ConversationState;
+
+    fn file_with(version: u32, body: &[u8]) -> Vec<u8> {
+        let mut bytes = header(body.len() as u64, crc32fast::hash(body)).to_vec();
+        bytes[8..12].copy_from_slice(&version.to_le_bytes());
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    #[test]
+    fn a_format_1_file_is_migrated_and_an_unknown_version_refused() {
+        let settings = AppConfig::from_toml_str("")
+            .expect("config")
+            .routing_settings();
+        let core = Engine::new(settings).expect("settings").snapshot();
+        let line = |text: &str| TranscriptLine {
+            from: Speaker::Customer,
+            text: text.into(),
+            at_ms: 7,
+            channel: "chat".into(),
+        };
+        let v1 = BodyV1 {
+            seq: 12,
+            taken_at_ms: 99,
+            core,
+            store: StoreImageV1 {
+                conversations: vec![StoredConversationV1 {
+                    key: ConversationId(3),
+                    customer_id: "cu".into(),
+                    channel: "chat".into(),
+                    queue: "general".into(),
+                    priority: 2,
+                    state: ConversationState::Ended,
+                    agent_id: Some("a-1".into()),
+                    offer_id: None,
+                    transcript: vec![line("hello"), line("still there?")],
+                    attributes_json: r#"{"tier":"gold"}"#.into(),
+                    previous_channels: vec!["voice".into()],
+                    previous_agent_id: None,
+                    outcome: Some("abandoned".into()),
+                    opened_at_ms: 5,
+                    assigned_at_ms: Some(6),
+                    ended_at_ms: Some(8),
+                    agent_replied: true,
+                    owner: "gw".into(),
+                }],
+                agents: vec![],
+            },
+        };
+        let body = bincode::serialize(&v1).expect("encode");
+        let path = Path::new("snapshot-v1.snap");
+        let file = check(path, file_with(LEGACY_VERSION, &body)).expect("format 1 is read");
+        assert_eq!((file.seq, file.taken_at_ms, file.version), (12, 99, 1));
+        let Contents::Decoded(body) = &file.contents else {
+            panic!("format 1 is decoded whole");
+        };
+        let c = &body.store.conversations[0];
+        assert_eq!(
+            c.transcript.to_lines(),
+            vec![line("hello"), line("still there?")]
+        );
+        assert_eq!(c.attributes.to_map()["tier"], "gold");
+        assert_eq!(c.outcome, Some("abandoned"));
+        assert_eq!(&*c.previous_channels[0], "voice");
+        assert_eq!(c.agent_id.as_deref(), Some("a-1"));
+
+        let store = body.store.clone().into_store();
+        assert_eq!(store.customer_conversations("cu").len(), 1);
+
+        let err = check(path, file_with(3, &[0u8; 40])).expect_err("version 3");
+        assert!(
+            matches!(err, SnapshotError::Version { found: 3, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("reads 2 and 1"), "{err}");
+    }
 }

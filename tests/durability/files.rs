@@ -351,6 +351,35 @@ fn a_damaged_newest_snapshot_falls_back_to_the_next_older_one() {
 }
 
 #[test]
+fn a_snapshot_whose_store_does_not_decode_is_skipped_for_the_next_older_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = settings("");
+    for seq in [5, 9] {
+        snapshot::write(dir.path(), &body(seq, &settings)).expect("write");
+    }
+    // The newest file's last record ends with its transcript's length (0):
+    // make it run past the end, and fix the checksum so only decoding can
+    // tell.
+    let newest = dir.path().join(snapshot::file_name(9));
+    let mut bytes = std::fs::read(&newest).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] = 0xff;
+    let crc = crc32fast::hash(&bytes[snapshot::HEADER_LEN..]);
+    bytes[20..24].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&newest, &bytes).expect("write");
+
+    let loaded = snapshot::load_newest(dir.path())
+        .expect("list")
+        .expect("framing and checksum pass");
+    let err = loaded.file.body().expect_err("the store does not decode");
+    assert!(matches!(err, SnapshotError::Store { .. }), "{err}");
+    let restored = durability::restore(dir.path(), &settings).expect("restore");
+    assert_eq!(restored.snapshot.map(|(seq, _)| seq), Some(5));
+    assert_eq!(restored.skipped_snapshots, 1);
+    assert_eq!(restored.store.conversation_count(), 1);
+}
+
+#[test]
 fn keep_prunes_old_snapshots_and_the_journal_segments_they_cover() {
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = settings("");
