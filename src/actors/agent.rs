@@ -165,9 +165,9 @@ impl Handler<PushOffer> for AgentActor {
         self.push(&ServerFrame::Offer {
             offer_id: msg.offer.to_string(),
             conversation_id: msg.conversation.to_string(),
-            customer_id: record.customer_id,
-            channel: record.channel,
-            queue: record.queue,
+            customer_id: record.customer_id.to_string(),
+            channel: record.channel.to_string(),
+            queue: record.queue.to_string(),
             priority: msg.priority,
             waited_ms: msg.waited_ms,
             expires_in_ms: msg.expires_in_ms,

@@ -128,7 +128,7 @@ impl ConversationActor {
             let channel = hub
                 .store
                 .conversation(self.id)
-                .map(|r| r.channel)
+                .map(|r| r.channel.to_string())
                 .ok_or(CommandError::UnknownConversation(self.id))?;
             let line = TranscriptLine {
                 from: msg.from,
@@ -160,7 +160,7 @@ impl ConversationActor {
             .agent_id
             .filter(|_| first_reply)
             .map(|agent| Command::AgentMessage {
-                agent: agent.as_str().into(),
+                agent,
                 conversation: self.id,
             });
         Ok((seq, command))

@@ -117,7 +117,7 @@ async fn customer(
         return Err(ApiError::NotFound(format!("unknown customer `{id}`")));
     }
     let channels: std::collections::BTreeSet<&str> =
-        conversations.iter().map(|c| c.channel.as_str()).collect();
+        conversations.iter().map(|c| &*c.channel).collect();
     Ok(HttpResponse::Ok().json(json!({
         "customer_id": id,
         "channels": channels,

@@ -613,12 +613,15 @@ impl Conn {
 
     /// A connector acts only on conversations its token opened.
     fn owns(&self, record: &ConversationRecord) -> Result<(), Refusal> {
-        if record.owner == self.principal.name {
+        if *record.owner == *self.principal.name {
             Ok(())
         } else {
             Err(Refusal::new(
                 codes::FORBIDDEN,
-                format!("conversation {} was opened by another connector", record.id),
+                format!(
+                    "conversation {} was opened by another connector",
+                    record.key
+                ),
             ))
         }
     }

@@ -3,7 +3,7 @@
 //! - [`record`] — what a journal record says (a core call with its `now`, or a store fact).
 //! - [`journal`] — segment files, group commit on one thread, replay with torn-tail repair.
 //! - [`recorder`] — the sequencer: numbers every change, says when it is durable.
-//! - [`snapshot`] — snapshot files: header + CRC + bincode, written atomically.
+//! - [`snapshot`] — snapshot files: header + CRC + sections (core, store), written atomically.
 //! - [`replica`] — the snapshot thread: a replica of the state fed by the journal, snapshotted off the actors.
 //! - [`restore`] — newest valid snapshot + journal replay at start.
 //!
@@ -25,7 +25,9 @@ pub mod snapshot;
 pub use record::{Record, Seq};
 pub use recorder::{JournalFailed, Recorder, Sequencer};
 pub use replica::{write_snapshot, ReplicaBase, ReplicaConfig, SnapshotReplica, Written};
-pub use restore::{agents_offline, apply_record, restore, RestoreTimings, Restored};
+pub use restore::{
+    agents_offline, apply_record, rebuild_newest, restore, Rebuilt, RestoreTimings, Restored,
+};
 
 use std::path::PathBuf;
 

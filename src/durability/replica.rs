@@ -17,7 +17,7 @@
 
 use super::journal::{self, JournalMsg};
 use super::record::{Record, Seq};
-use super::restore::apply_record;
+use super::restore::{apply_record, rebuild_newest, RestoreTimings};
 use super::snapshot::{self, SnapshotBody};
 use super::DurabilityError;
 use crate::clock;
@@ -83,7 +83,7 @@ pub enum ReplicaBase {
     /// This state, as of record `last`.
     State {
         engine: Box<Engine>,
-        store: Store,
+        store: Box<Store>,
         last: Seq,
     },
 }
@@ -127,18 +127,13 @@ impl Replica {
                 engine,
                 store,
                 last,
-            } => (*engine, store, last),
+            } => (*engine, *store, last),
             ReplicaBase::Restore { until } => {
-                let mut base = match snapshot::load_newest(&config.dir)? {
-                    Some(l) => {
-                        let seq = l.body.seq;
-                        let engine = Engine::restore(config.settings.clone(), l.body.core)
-                            .map_err(|source| DurabilityError::Restore {
-                                path: l.path.clone(),
-                                source,
-                            })?;
-                        (engine, l.body.store.into_store(1), seq)
-                    }
+                // One thread: this runs beside live routing.
+                let mut timings = RestoreTimings::default();
+                let rebuilt = rebuild_newest(&config.dir, &config.settings, 1, &mut timings)?;
+                let mut base = match rebuilt {
+                    Some(r) => (r.engine, r.store, r.seq),
                     None => (
                         Engine::new(config.settings.clone()).map_err(DurabilityError::Settings)?,
                         Store::new(),

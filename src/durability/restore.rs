@@ -12,10 +12,11 @@
 use super::journal::{self, ReplayStats};
 use super::record::{Record, Seq};
 use super::recorder::Sequencer;
-use super::snapshot;
+use super::snapshot::{self, Contents, SnapshotBody, SnapshotError, SnapshotFile};
 use super::DurabilityError;
 use crate::clock;
-use crate::routing::{AgentStatus, Command, Engine, Millis, RoutingSettings};
+use crate::routing::{AgentStatus, Command, Engine, Millis, RestoreError, RoutingSettings};
+use crate::store::codec::StoreBuilder;
 use crate::store::{apply_command, apply_effect, apply_fact, Store};
 use std::path::{Path, PathBuf};
 
@@ -40,13 +41,15 @@ pub struct Restored {
 /// Milliseconds spent in each step of [`restore`].
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RestoreTimings {
-    /// Reading, checking and decoding the snapshot file.
+    /// Reading the snapshot file and checking its checksum and framing.
     pub load_ms: f64,
-    /// Rebuilding the engine and the store (in parallel, so about the larger of the two).
+    /// Decoding and rebuilding the engine and the store (in parallel, so
+    /// about the larger of the two).
     pub rebuild_ms: f64,
-    /// Of which: `Engine::restore`.
+    /// Of which: decoding the core's section and `Engine::restore`.
     pub engine_ms: f64,
-    /// Of which: rebuilding the store.
+    /// Of which: decoding the store's section into the maps (the last
+    /// thread done, plus sorting the customer lists and adding the agents).
     pub store_ms: f64,
     /// Replaying the journal.
     pub replay_ms: f64,
@@ -88,45 +91,128 @@ pub fn apply_record(
     Ok(())
 }
 
+/// An engine and a store rebuilt from a snapshot file.
+#[derive(Debug)]
+pub struct Rebuilt {
+    pub engine: Engine,
+    pub store: Store,
+    pub seq: Seq,
+    pub path: PathBuf,
+    /// Newer snapshot files skipped as damaged.
+    pub skipped: usize,
+}
+
+/// Rebuilds the engine and the store from the newest snapshot in `dir` that
+/// checks out and decodes, on `threads` threads; a damaged one (failed
+/// checks, or a section that does not decode) is logged and the next older
+/// one tried. `Ok(None)` when there is none. A snapshot the engine refuses
+/// under these settings (changed channels) is an error, not skipped.
+pub fn rebuild_newest(
+    dir: &Path,
+    settings: &RoutingSettings,
+    threads: usize,
+    timings: &mut RestoreTimings,
+) -> Result<Option<Rebuilt>, DurabilityError> {
+    let mut skipped = 0;
+    for (_, path) in snapshot::list(dir)?.into_iter().rev() {
+        let start = clock::instant();
+        let file = snapshot::read(&path);
+        timings.load_ms += clock::elapsed_secs(start) * 1e3;
+        let rebuilt = file.and_then(|file| {
+            let start = clock::instant();
+            let seq = file.seq;
+            let r = rebuild(file, settings, threads, timings);
+            timings.rebuild_ms += clock::elapsed_secs(start) * 1e3;
+            r.map(|r| r.map(|(engine, store)| (engine, store, seq)))
+        });
+        match rebuilt {
+            Ok(Ok((engine, store, seq))) => {
+                return Ok(Some(Rebuilt {
+                    engine,
+                    store,
+                    seq,
+                    path,
+                    skipped,
+                }))
+            }
+            Ok(Err(source)) => return Err(DurabilityError::Restore { path, source }),
+            Err(e) => {
+                tracing::error!(error = %e, "skipping a damaged snapshot; trying the next older one");
+                skipped += 1;
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Decodes one checked file into an engine and a store. The outer error is
+/// a damaged file; the inner one the engine refusing the snapshot.
+fn rebuild(
+    file: SnapshotFile,
+    settings: &RoutingSettings,
+    threads: usize,
+    timings: &mut RestoreTimings,
+) -> Result<Result<(Engine, Store), RestoreError>, SnapshotError> {
+    let sections = match file.contents {
+        Contents::Sections(sections) => sections,
+        Contents::Decoded(body) => {
+            // Format 1, migrated: small or not, it happens once.
+            tracing::info!(path = %file.path.display(), version = file.version,
+                "migrating a snapshot of an older format; the next one is written in the current format");
+            let SnapshotBody { core, store, .. } = *body;
+            let engine = Engine::restore(settings.clone(), core);
+            return Ok(engine.map(|engine| (engine, store.into_store())));
+        }
+    };
+    let store_sections = sections.store()?;
+    let builder = StoreBuilder::new(&store_sections);
+    let start = clock::instant();
+    // The core on this thread, the store's chunks on the others; whoever
+    // is done first takes the chunks that are left.
+    let (engine, worked) = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads.max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    let r = builder.work();
+                    (r, clock::elapsed_secs(start) * 1e3)
+                })
+            })
+            .collect();
+        let engine = sections
+            .core()
+            .map(|core| Engine::restore(settings.clone(), core));
+        timings.engine_ms += clock::elapsed_secs(start) * 1e3;
+        let mut worked = builder.work();
+        for h in helpers {
+            match h.join() {
+                Ok((r, ms)) => {
+                    worked = worked.and(r);
+                    timings.store_ms = timings.store_ms.max(ms);
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        (engine, worked)
+    });
+    let engine = engine?;
+    worked.map_err(|e| sections.store_error(e))?;
+    let store = builder.finish().map_err(|e| sections.store_error(e))?;
+    timings.store_ms = timings.store_ms.max(clock::elapsed_secs(start) * 1e3);
+    Ok(engine.map(|engine| (engine, store)))
+}
+
 /// Loads the newest valid snapshot in `dir` and replays the journal after it.
 /// With neither, a fresh engine and an empty store.
 pub fn restore(dir: &Path, settings: &RoutingSettings) -> Result<Restored, DurabilityError> {
     let mut timings = RestoreTimings::default();
-    let start = clock::instant();
-    let loaded = snapshot::load_newest(dir)?;
-    timings.load_ms = clock::elapsed_secs(start) * 1e3;
-    let start = clock::instant();
-    let skipped_snapshots = loaded.as_ref().map(|l| l.skipped.len()).unwrap_or(0);
-    let (mut engine, store, after, from) = match loaded {
-        Some(l) => {
-            let seq = l.body.seq;
-            let (core, image) = (l.body.core, l.body.store);
-            // The engine and the store are independent: rebuild them side by side.
-            let (engine, store) = std::thread::scope(|scope| {
-                let store = scope.spawn(move || {
-                    let start = clock::instant();
-                    (image.into_store(cores()), clock::elapsed_secs(start) * 1e3)
-                });
-                let start = clock::instant();
-                let engine = Engine::restore(settings.clone(), core);
-                timings.engine_ms = clock::elapsed_secs(start) * 1e3;
-                (engine, store.join())
-            });
-            let engine = engine.map_err(|source| DurabilityError::Restore {
-                path: l.path.clone(),
-                source,
-            })?;
-            let (store, store_ms) = store
-                .map_err(|_| DurabilityError::Diverged("rebuilding the store panicked".into()))?;
-            timings.store_ms = store_ms;
-            (engine, store, seq, Some((seq, l.path)))
-        }
+    let rebuilt = rebuild_newest(dir, settings, cores(), &mut timings)?;
+    let (mut engine, store, after, from, skipped_snapshots) = match rebuilt {
+        Some(r) => (r.engine, r.store, r.seq, Some((r.seq, r.path)), r.skipped),
         None => {
             let engine = Engine::new(settings.clone()).map_err(DurabilityError::Settings)?;
-            (engine, Store::new(), 0, None)
+            (engine, Store::new(), 0, None, 0)
         }
     };
-    timings.rebuild_ms = clock::elapsed_secs(start) * 1e3;
     let start = clock::instant();
     let mut refused = 0u64;
     let replay = journal::replay(dir, after, |seq, record| {

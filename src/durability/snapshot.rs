@@ -1,40 +1,134 @@
-//! Snapshot files: a fixed header and a bincode body, written atomically.
+//! Snapshot files: a fixed header and a sectioned body, written atomically.
 //!
 //! Layout (little endian): `magic` (8 bytes, `SWBSNAP\0`), format version
-//! (u32), body length (u64), CRC-32 of the body (u32), then the body: a
-//! bincode-1 [`SnapshotBody`] (journal sequence number of the cut, the time
-//! it was taken, the routing core's [`CoreSnapshot`] and the store's
-//! [`StoreImage`]). A file is `snapshot-<seq, 20 digits>.snap`; it is written
-//! to a temp file in the same directory, fsynced, renamed into place and the
-//! directory fsynced, so a crash leaves either the old set or the new file
-//! whole. The body is streamed to the file with its CRC computed on the way
-//! (no second copy in memory); the header is written last. Loading takes the newest file that checks out and logs every one it
-//! skipped and why. This module must never delete a file it cannot prove is
-//! superseded, and never return a body whose checksum failed.
+//! (u32), body length (u64), CRC-32 of the body (u32), then the body: the
+//! journal sequence number of the cut (u64), the time it was taken (u64),
+//! the routing core's [`CoreSnapshot`] (u64 length + bincode 1), and the
+//! store's section (see `crate::store::codec`: chunks of binary records that
+//! a restart decodes on every core at once). A file is
+//! `snapshot-<seq, 20 digits>.snap`; it is written to a temp file in the
+//! same directory, fsynced, renamed into place and the directory fsynced, so
+//! a crash leaves either the old set or the new file whole. The body is
+//! streamed to the file with its CRC computed on the way; the header is
+//! written last.
+//!
+//! Reading checks the header, the CRC and the framing of every section
+//! ([`read`]); the sections are decoded by whoever needs them
+//! ([`Contents::Sections`]). Format 1 (a bincode 1 body, written by older
+//! builds) is still read and decoded whole ([`Contents::Decoded`]), so a data
+//! directory is migrated on its first start; any other version is refused.
+//! This module must never delete a file it cannot prove is superseded, and
+//! never return a body whose checksum failed.
 
 use super::record::Seq;
 use crate::routing::{CoreSnapshot, Millis};
+use crate::store::codec::{self, ImageError, StoreSections};
+use crate::store::legacy::StoreImageV1;
 use crate::store::StoreImage;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// First bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"SWBSNAP\0";
-/// Version of the file layout and body encoding.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the file layout and body encoding written by this build.
+pub const FORMAT_VERSION: u32 = 2;
+/// The older version this build still reads (and migrates).
+pub const LEGACY_VERSION: u32 = 1;
 /// Bytes before the body.
 pub const HEADER_LEN: usize = 8 + 4 + 8 + 4;
 
-/// What a snapshot file holds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What a snapshot file holds, as plain data (what is written).
+#[derive(Debug, Clone)]
 pub struct SnapshotBody {
     /// Every journal record up to and including this one is in the state.
     pub seq: Seq,
     pub taken_at_ms: Millis,
     pub core: CoreSnapshot,
     pub store: StoreImage,
+}
+
+/// Format 1's body: bincode 1 of this.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+struct BodyV1 {
+    seq: Seq,
+    taken_at_ms: Millis,
+    core: CoreSnapshot,
+    store: StoreImageV1,
+}
+
+/// A snapshot file that passed its checks.
+#[derive(Debug)]
+pub struct SnapshotFile {
+    pub path: PathBuf,
+    pub seq: Seq,
+    pub taken_at_ms: Millis,
+    pub version: u32,
+    pub contents: Contents,
+}
+
+/// The body of a checked file.
+#[derive(Debug)]
+pub enum Contents {
+    /// The current format: sections, decoded where they are needed.
+    Sections(Sections),
+    /// Format 1, decoded whole on reading.
+    Decoded(Box<SnapshotBody>),
+}
+
+/// The file's bytes and where its sections lie (framing checked).
+#[derive(Debug)]
+pub struct Sections {
+    path: PathBuf,
+    /// The whole file, header included.
+    body: Vec<u8>,
+    core: Range<usize>,
+    store: Range<usize>,
+}
+
+impl Sections {
+    /// Decodes the routing core's section.
+    pub fn core(&self) -> Result<CoreSnapshot, SnapshotError> {
+        bincode::deserialize(&self.body[self.core.clone()]).map_err(|source| {
+            SnapshotError::Decode {
+                path: self.path.clone(),
+                source,
+            }
+        })
+    }
+
+    /// The store's section, split into chunks (records not yet decoded).
+    pub fn store(&self) -> Result<StoreSections<'_>, SnapshotError> {
+        StoreSections::parse(&self.body[self.store.clone()])
+            .map_err(|source| self.store_error(source))
+    }
+
+    /// An error in the store section, with the file's path.
+    pub fn store_error(&self, source: ImageError) -> SnapshotError {
+        SnapshotError::Store {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+impl SnapshotFile {
+    /// Everything as plain data (tests, tools; a restart decodes the
+    /// sections in parallel instead).
+    pub fn body(&self) -> Result<SnapshotBody, SnapshotError> {
+        match &self.contents {
+            Contents::Decoded(body) => Ok(SnapshotBody::clone(body)),
+            Contents::Sections(s) => Ok(SnapshotBody {
+                seq: self.seq,
+                taken_at_ms: self.taken_at_ms,
+                core: s.core()?,
+                store: s.store()?.to_image().map_err(|e| s.store_error(e))?,
+            }),
+        }
+    }
 }
 
 /// Why a snapshot could not be written or read.
@@ -48,7 +142,9 @@ pub enum SnapshotError {
     },
     #[error("{path} is not a snapshot file (bad magic)")]
     BadMagic { path: PathBuf },
-    #[error("{path} has format version {found}, this build reads {FORMAT_VERSION}")]
+    #[error(
+        "{path} has format version {found}; this build reads {FORMAT_VERSION} and {LEGACY_VERSION}"
+    )]
     Version { path: PathBuf, found: u32 },
     #[error("{path} is short: header says {expected} body bytes, found {found}")]
     Short {
@@ -62,11 +158,15 @@ pub enum SnapshotError {
         stored: u32,
         computed: u32,
     },
-    #[error("{path}: cannot decode the body: {source}")]
+    #[error("{path}: the body is malformed: {why}")]
+    Layout { path: PathBuf, why: &'static str },
+    #[error("{path}: cannot decode the routing core: {source}")]
     Decode {
         path: PathBuf,
         source: bincode::Error,
     },
+    #[error("{path}: cannot decode the store: {source}")]
+    Store { path: PathBuf, source: ImageError },
     #[error("cannot encode the snapshot: {0}")]
     Encode(bincode::Error),
 }
@@ -89,16 +189,6 @@ fn parse_name(name: &str) -> Option<Seq> {
         .strip_suffix(".snap")?
         .parse()
         .ok()
-}
-
-/// Encodes `body` with its header (in memory; [`write`] streams instead).
-pub fn encode(body: &SnapshotBody) -> Result<Vec<u8>, SnapshotError> {
-    let mut out = vec![0u8; HEADER_LEN];
-    bincode::serialize_into(&mut out, body).map_err(SnapshotError::Encode)?;
-    let payload_len = (out.len() - HEADER_LEN) as u64;
-    let crc = crc32fast::hash(&out[HEADER_LEN..]);
-    out[..HEADER_LEN].copy_from_slice(&header(payload_len, crc));
-    Ok(out)
 }
 
 fn header(payload_len: u64, crc: u32) -> [u8; HEADER_LEN] {
@@ -130,8 +220,8 @@ impl<W: Write> Write for Checksummed<W> {
     }
 }
 
-/// Decodes a whole file's bytes; `path` only names it in errors.
-pub fn decode(path: &Path, bytes: &[u8]) -> Result<SnapshotBody, SnapshotError> {
+/// Checks a whole file's bytes (header, checksum, framing); `path` names it.
+pub fn check(path: &Path, mut bytes: Vec<u8>) -> Result<SnapshotFile, SnapshotError> {
     let path_buf = || path.to_path_buf();
     if bytes.len() < HEADER_LEN {
         return Err(SnapshotError::Short {
@@ -143,29 +233,25 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<SnapshotBody, SnapshotError> 
     if bytes[..8] != MAGIC {
         return Err(SnapshotError::BadMagic { path: path_buf() });
     }
-    let u32_at =
-        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-    let version = u32_at(8);
-    if version != FORMAT_VERSION {
+    let version = u32_at(&bytes, 8);
+    if version != FORMAT_VERSION && version != LEGACY_VERSION {
         return Err(SnapshotError::Version {
             path: path_buf(),
             found: version,
         });
     }
-    let mut len = [0u8; 8];
-    len.copy_from_slice(&bytes[12..20]);
-    let len = u64::from_le_bytes(len);
-    let stored = u32_at(20);
-    let body = &bytes[HEADER_LEN..];
-    if (body.len() as u64) < len {
+    let len = u64_at(&bytes, 12);
+    let stored = u32_at(&bytes, 20);
+    let found = (bytes.len() - HEADER_LEN) as u64;
+    if found < len {
         return Err(SnapshotError::Short {
             path: path_buf(),
             expected: len,
-            found: body.len() as u64,
+            found,
         });
     }
-    let body = &body[..len as usize];
-    let computed = crc32fast::hash(body);
+    bytes.truncate(HEADER_LEN + len as usize);
+    let computed = crc32fast::hash(&bytes[HEADER_LEN..]);
     if computed != stored {
         return Err(SnapshotError::Checksum {
             path: path_buf(),
@@ -173,10 +259,67 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<SnapshotBody, SnapshotError> 
             computed,
         });
     }
-    bincode::deserialize(body).map_err(|source| SnapshotError::Decode {
+    if version == LEGACY_VERSION {
+        let v1: BodyV1 =
+            bincode::deserialize(&bytes[HEADER_LEN..]).map_err(|source| SnapshotError::Decode {
+                path: path_buf(),
+                source,
+            })?;
+        return Ok(SnapshotFile {
+            path: path_buf(),
+            seq: v1.seq,
+            taken_at_ms: v1.taken_at_ms,
+            version,
+            contents: Contents::Decoded(Box::new(SnapshotBody {
+                seq: v1.seq,
+                taken_at_ms: v1.taken_at_ms,
+                core: v1.core,
+                store: v1.store.into(),
+            })),
+        });
+    }
+    let layout = |why| SnapshotError::Layout {
         path: path_buf(),
-        source,
+        why,
+    };
+    // Then seq, time and the core's length, 8 bytes each.
+    let body_len = bytes.len() - HEADER_LEN;
+    if body_len < 24 {
+        return Err(layout("it ends inside its first fields"));
+    }
+    let field = |i: usize| u64_at(&bytes, HEADER_LEN + 8 * i);
+    let (seq, taken_at_ms, core_len) = (field(0), field(1), field(2));
+    let core_start = HEADER_LEN + 24;
+    let core_end = (core_start as u64)
+        .checked_add(core_len)
+        .filter(|end| *end <= bytes.len() as u64)
+        .ok_or_else(|| layout("the core section runs past the end"))? as usize;
+    let sections = Sections {
+        path: path_buf(),
+        core: core_start..core_end,
+        store: core_end..bytes.len(),
+        body: bytes,
+    };
+    sections.store()?;
+    Ok(SnapshotFile {
+        path: path_buf(),
+        seq,
+        taken_at_ms,
+        version,
+        contents: Contents::Sections(sections),
     })
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(b)
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(b)
 }
 
 /// Writes `body` atomically into `dir`, streaming it (encode, checksum and
@@ -195,14 +338,21 @@ pub fn write(dir: &Path, body: &SnapshotBody) -> Result<(PathBuf, u64), Snapshot
         out.inner
             .write_all(&[0u8; HEADER_LEN])
             .map_err(io("writing", &tmp))?;
-        bincode::serialize_into(&mut out, body).map_err(|e| match *e {
+        let encode_error = |e: bincode::Error| match *e {
             bincode::ErrorKind::Io(source) => SnapshotError::Io {
                 op: "writing",
                 path: tmp.clone(),
                 source,
             },
             other => SnapshotError::Encode(Box::new(other)),
-        })?;
+        };
+        let core_len = bincode::serialized_size(&body.core).map_err(encode_error)?;
+        for field in [body.seq, body.taken_at_ms, core_len] {
+            out.write_all(&field.to_le_bytes())
+                .map_err(io("writing", &tmp))?;
+        }
+        bincode::serialize_into(&mut out, &body.core).map_err(encode_error)?;
+        codec::encode(&body.store, &mut out).map_err(io("writing", &tmp))?;
         let Checksummed { inner, crc, len } = out;
         let mut file = inner.into_inner().map_err(|e| SnapshotError::Io {
             op: "writing",
@@ -234,12 +384,12 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Reads and checks one snapshot file.
-pub fn read(path: &Path) -> Result<SnapshotBody, SnapshotError> {
+pub fn read(path: &Path) -> Result<SnapshotFile, SnapshotError> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(io("reading", path))?;
-    decode(path, &bytes)
+    check(path, bytes)
 }
 
 /// Every snapshot file in `dir`, oldest (lowest sequence number) first.
@@ -258,8 +408,7 @@ pub fn list(dir: &Path) -> Result<Vec<(Seq, PathBuf)>, SnapshotError> {
 /// A loaded snapshot and what was skipped to find it.
 #[derive(Debug)]
 pub struct Loaded {
-    pub body: SnapshotBody,
-    pub path: PathBuf,
+    pub file: SnapshotFile,
     /// Newer files that failed their checks, with why.
     pub skipped: Vec<SnapshotError>,
 }
@@ -270,13 +419,7 @@ pub fn load_newest(dir: &Path) -> Result<Option<Loaded>, SnapshotError> {
     let mut skipped = Vec::new();
     for (_, path) in list(dir)?.into_iter().rev() {
         match read(&path) {
-            Ok(body) => {
-                return Ok(Some(Loaded {
-                    body,
-                    path,
-                    skipped,
-                }))
-            }
+            Ok(file) => return Ok(Some(Loaded { file, skipped })),
             Err(e) => {
                 tracing::error!(error = %e, "skipping a damaged snapshot; trying the next older one");
                 skipped.push(e);
@@ -304,4 +447,89 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Option<Seq>, SnapshotError> {
         fs::remove_file(path).map_err(io("deleting", path))?;
     }
     Ok(all.get(cut).map(|(seq, _)| *seq))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::protocol::{Speaker, TranscriptLine};
+    use crate::config::AppConfig;
+    use crate::routing::{ConversationId, Engine};
+    use crate::store::legacy::StoredConversationV1;
+    use crate::store::ConversationState;
+
+    fn file_with(version: u32, body: &[u8]) -> Vec<u8> {
+        let mut bytes = header(body.len() as u64, crc32fast::hash(body)).to_vec();
+        bytes[8..12].copy_from_slice(&version.to_le_bytes());
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    #[test]
+    fn a_format_1_file_is_migrated_and_an_unknown_version_refused() {
+        let settings = AppConfig::from_toml_str("")
+            .expect("config")
+            .routing_settings();
+        let core = Engine::new(settings).expect("settings").snapshot();
+        let line = |text: &str| TranscriptLine {
+            from: Speaker::Customer,
+            text: text.into(),
+            at_ms: 7,
+            channel: "chat".into(),
+        };
+        let v1 = BodyV1 {
+            seq: 12,
+            taken_at_ms: 99,
+            core,
+            store: StoreImageV1 {
+                conversations: vec![StoredConversationV1 {
+                    key: ConversationId(3),
+                    customer_id: "cu".into(),
+                    channel: "chat".into(),
+                    queue: "general".into(),
+                    priority: 2,
+                    state: ConversationState::Ended,
+                    agent_id: Some("a-1".into()),
+                    offer_id: None,
+                    transcript: vec![line("hello"), line("still there?")],
+                    attributes_json: r#"{"tier":"gold"}"#.into(),
+                    previous_channels: vec!["voice".into()],
+                    previous_agent_id: None,
+                    outcome: Some("abandoned".into()),
+                    opened_at_ms: 5,
+                    assigned_at_ms: Some(6),
+                    ended_at_ms: Some(8),
+                    agent_replied: true,
+                    owner: "gw".into(),
+                }],
+                agents: vec![],
+            },
+        };
+        let body = bincode::serialize(&v1).expect("encode");
+        let path = Path::new("snapshot-v1.snap");
+        let file = check(path, file_with(LEGACY_VERSION, &body)).expect("format 1 is read");
+        assert_eq!((file.seq, file.taken_at_ms, file.version), (12, 99, 1));
+        let Contents::Decoded(body) = &file.contents else {
+            panic!("format 1 is decoded whole");
+        };
+        let c = &body.store.conversations[0];
+        assert_eq!(
+            c.transcript.to_lines(),
+            vec![line("hello"), line("still there?")]
+        );
+        assert_eq!(c.attributes.to_map()["tier"], "gold");
+        assert_eq!(c.outcome, Some("abandoned"));
+        assert_eq!(&*c.previous_channels[0], "voice");
+        assert_eq!(c.agent_id.as_deref(), Some("a-1"));
+
+        let store = body.store.clone().into_store();
+        assert_eq!(store.customer_conversations("cu").len(), 1);
+
+        let err = check(path, file_with(3, &[0u8; 40])).expect_err("version 3");
+        assert!(
+            matches!(err, SnapshotError::Version { found: 3, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("reads 2 and 1"), "{err}");
+    }
 }

@@ -16,7 +16,7 @@
 
 use super::command::{AgentStatus, Command, CommandError, Reply, TransferTarget};
 use super::effect::{Effect, OfferEnd, Outcome, SlaKind, SlaLevel};
-use super::groups::{Group, GroupKey, ReadyEntry};
+use super::groups::{Group, GroupKey, LineKey, ReadyEntry};
 use super::ids::{AgentId, ChannelId, ConversationId, OfferId, QueueId, SkillId};
 use super::settings::{
     Millis, RoutingSettings, SelectionPolicy, SettingsError, SlaAction, SlaSettings,
@@ -1204,10 +1204,37 @@ impl Engine {
         req
     }
 
-    /// Restore helper: puts a waiting conversation back in line without routing it.
-    pub(crate) fn enqueue_restored(&mut self, id: ConversationId) {
-        self.enqueue(id);
-        self.dirty_convs.clear();
+    /// Restore helper: the group and line key of a waiting conversation
+    /// that is not in `conversations` yet and has no preferred agent,
+    /// exactly as [`Self::enqueue`] finds them (same cache, groups created
+    /// on first use); the caller puts it in line.
+    pub(crate) fn restored_line(&mut self, c: &Conversation) -> (u32, LineKey) {
+        let cache_key = (c.queue, c.channel, c.step);
+        let plain = c.own_skills.is_empty();
+        let cached = if plain {
+            self.group_cache.get(&cache_key).copied()
+        } else {
+            None
+        };
+        let g = match cached {
+            Some(g) => g,
+            None => {
+                let q = &self.settings.queues[c.queue.0 as usize];
+                let key = GroupKey {
+                    channel: c.channel,
+                    required: self.requirements(c),
+                    policy: q.policy,
+                    aging_ms_per_point: q.aging_ms_per_point,
+                };
+                let g = self.group_for(key);
+                if plain {
+                    self.group_cache.insert(cache_key, g);
+                }
+                g
+            }
+        };
+        let lk = self.groups[g as usize].line_key(c.priority, c.enqueued_at, c.seq, c.id);
+        (g, lk)
     }
 
     /// Restore helper: publishes an agent's entries without pulling work.

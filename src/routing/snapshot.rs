@@ -7,6 +7,7 @@
 //! caller's business (see `crate::store`).
 
 use super::engine::{resolve_queues, Engine};
+use super::groups::LineKey;
 use super::ids::{OfferId, QueueId};
 use super::settings::{Millis, RoutingSettings, SettingsError};
 use super::skills::Interner;
@@ -132,8 +133,10 @@ impl Engine {
             engine.agents.push(ag);
             engine.index_agent(i as u32);
         }
+        let mut conversations = snap.conversations;
+        // Arrival order (`seq`) and position of every waiting conversation.
         let mut waiting = Vec::new();
-        for mut c in snap.conversations {
+        for (i, c) in conversations.iter_mut().enumerate() {
             c.queue = *queue_map.get(c.queue.0 as usize).ok_or_else(|| {
                 RestoreError::Inconsistent(format!("conversation {} has an unknown queue", c.id))
             })?;
@@ -154,14 +157,46 @@ impl Engine {
                 )));
             }
             if c.state == ConvState::Waiting {
-                waiting.push((c.seq, c.id));
+                waiting.push((c.seq, i));
             }
-            engine.conversations.insert(c.id, c);
         }
+        // Back in line in arrival order, as `enqueue` would put them (groups
+        // are created in the same order), but while each conversation is
+        // still at hand rather than looked up in the map, and each group's
+        // line built in one go: at a million conversations that halves the
+        // core's restore.
         waiting.sort_unstable();
-        for (_, id) in waiting {
-            engine.enqueue_restored(id);
+        let mut lines: Vec<Vec<LineKey>> = Vec::new();
+        for (_, i) in waiting {
+            let c = &mut conversations[i];
+            if let Some((agent, _)) = c.preferred {
+                engine.agents[agent as usize].reserved.push(c.id);
+                continue;
+            }
+            let (g, lk) = engine.restored_line(c);
+            c.group = Some(g);
+            if lines.len() <= g as usize {
+                lines.resize_with(g as usize + 1, Vec::new);
+            }
+            lines[g as usize].push(lk);
         }
+        for (g, keys) in lines.into_iter().enumerate() {
+            if keys.is_empty() {
+                continue;
+            }
+            let group = &mut engine.groups[g];
+            if group.waiting.is_empty() {
+                // Sorted and built leaf by leaf, not key by key.
+                group.waiting = keys.into_iter().collect();
+            } else {
+                group.waiting.extend(keys);
+            }
+            group.head = group.waiting.first().copied();
+        }
+        engine.conversations.reserve(conversations.len());
+        engine
+            .conversations
+            .extend(conversations.into_iter().map(|c| (c.id, c)));
         engine.offers = snap.offers.into_iter().collect();
         engine.timers = TimerQueue::from_vec(snap.timers);
         engine.next_conversation = snap.next_conversation;

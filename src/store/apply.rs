@@ -10,13 +10,12 @@
 //! they need to tell actors they return ([`Released`]), and time comes in as
 //! an argument.
 
-use super::{AgentRecord, ConversationRecord, ConversationState, Store};
+use super::{AgentRecord, Attributes, ConversationRecord, ConversationState, Name, Store};
 use crate::api::protocol::TranscriptLine;
 use crate::routing::{
     AgentStatus, Command, ConversationId, Effect, Millis, Outcome, RoutingSettings,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// A store-only fact, journaled so a replay rebuilds it.
@@ -76,19 +75,14 @@ pub fn apply_fact(store: &Store, fact: &Fact) {
             owner,
             now,
         } => {
-            let attributes = serde_json::from_str::<Map<String, Value>>(attributes_json)
-                .unwrap_or_else(|e| {
-                    tracing::warn!(conversation = %id, error = %e, "journaled attributes are not a JSON object; dropped");
-                    Map::new()
-                });
             store.insert_conversation(ConversationRecord::new(
                 *id,
-                customer_id.clone(),
-                channel.clone(),
-                queue.clone(),
+                Name::from(customer_id.as_str()),
+                store.name(channel),
+                store.name(queue),
                 *priority,
-                attributes,
-                owner.clone(),
+                Attributes::from_json(attributes_json),
+                store.name(owner),
                 *now,
             ));
         }
@@ -117,7 +111,8 @@ pub fn apply_fact(store: &Store, fact: &Fact) {
             agent_replied,
         } => {
             store.update_conversation(*conversation, |r| {
-                r.transcript.push(line.clone());
+                r.transcript
+                    .push(line.from, line.at_ms, &line.channel, &line.text);
                 if *agent_replied {
                     r.agent_replied = true;
                 }
@@ -157,18 +152,20 @@ pub fn apply_effect(
     effect: &Effect,
 ) -> Option<Released> {
     let queue_name = |q: &crate::routing::QueueId| {
-        settings
-            .queues
-            .get(q.0 as usize)
-            .map(|q| q.name.clone())
-            .unwrap_or_default()
+        store.name(
+            settings
+                .queues
+                .get(q.0 as usize)
+                .map_or("", |q| q.name.as_str()),
+        )
     };
     let channel_name = |c: &crate::routing::ChannelId| {
-        settings
-            .channels
-            .get(c.0 as usize)
-            .map(|c| c.name.clone())
-            .unwrap_or_default()
+        store.name(
+            settings
+                .channels
+                .get(c.0 as usize)
+                .map_or("", |c| c.name.as_str()),
+        )
     };
     match effect {
         Effect::OfferMade {
@@ -219,7 +216,7 @@ pub fn apply_effect(
             let conv_id = conversation.to_string();
             store.update_conversation(*conversation, |r| {
                 r.state = ConversationState::Assigned;
-                r.agent_id = Some(agent.to_string());
+                r.agent_id = Some(Name::clone(agent));
                 r.offer_id = None;
                 r.assigned_at_ms = Some(now);
             });
@@ -250,7 +247,7 @@ pub fn apply_effect(
                     r.agent_id.take()
                 })
                 .flatten()?;
-            Some(release(store, agent, *conversation, reason, false))
+            Some(release(store, &agent, *conversation, reason, false))
         }
         Effect::Sla { .. } | Effect::Widened { .. } | Effect::WrapUpEnded { .. } => None,
         Effect::Overflowed {
@@ -274,7 +271,7 @@ pub fn apply_effect(
                     let held = r.agent_id.take();
                     r.previous_agent_id = previous_agent
                         .as_ref()
-                        .map(|a| a.to_string())
+                        .map(Name::clone)
                         .or(held.clone())
                         .or(r.previous_agent_id.take());
                     r.state = ConversationState::Waiting;
@@ -285,7 +282,7 @@ pub fn apply_effect(
                 .flatten()?;
             Some(release(
                 store,
-                agent,
+                &agent,
                 *conversation,
                 "channel_switched",
                 false,
@@ -301,13 +298,13 @@ pub fn apply_effect(
             store.update_conversation(*conversation, |r| {
                 r.queue = to;
                 r.agent_id = None;
-                r.previous_agent_id = Some(from_agent.to_string());
+                r.previous_agent_id = Some(Name::clone(from_agent));
                 r.state = ConversationState::Waiting;
                 r.offer_id = None;
             });
             Some(release(
                 store,
-                from_agent.to_string(),
+                from_agent,
                 *conversation,
                 "transferred",
                 false,
@@ -327,13 +324,7 @@ pub fn apply_effect(
                 r.ended_at_ms = Some(now);
             });
             let agent = agent.as_ref()?;
-            Some(release(
-                store,
-                agent.to_string(),
-                *conversation,
-                outcome,
-                true,
-            ))
+            Some(release(store, agent, *conversation, outcome, true))
         }
     }
 }
@@ -349,15 +340,15 @@ pub fn outcome_str(outcome: Outcome) -> &'static str {
 /// Takes a conversation off an agent's list.
 fn release(
     store: &Store,
-    agent: String,
+    agent: &str,
     conversation: ConversationId,
     reason: &'static str,
     ended: bool,
 ) -> Released {
     let conv_id = conversation.to_string();
-    store.update_agent(&agent, |a| a.conversations.retain(|c| *c != conv_id));
+    store.update_agent(agent, |a| a.conversations.retain(|c| *c != conv_id));
     Released {
-        agent,
+        agent: agent.to_string(),
         conversation,
         reason,
         ended,

@@ -1,41 +1,17 @@
-//! The store as plain, serializable data: what a snapshot file holds of it.
+//! The store as plain data: what a snapshot holds of it.
 //!
-//! [`Store::records`] copies the maps (the only part done while routing is
-//! paused for a consistent cut); [`StoreImage::from_records`] turns the copy
-//! into owned, bincode-friendly data off the actor threads, and
-//! [`StoreImage::into_store`] rebuilds a store. It must never touch actors,
+//! [`Store::records`] copies the maps (cheap: names are shared and each
+//! transcript is one blob); [`StoreImage::from_records`] puts the copy in
+//! order, off the actor threads. `codec` encodes an image into a snapshot
+//! and rebuilds a store from one; [`StoreImage::into_store`] rebuilds one
+//! from plain data (format-1 snapshots, tests). It must never touch actors,
 //! the routing core or files.
 
-use super::{AgentRecord, ConversationRecord, ConversationState, Store};
-use crate::api::protocol::TranscriptLine;
-use crate::routing::{AgentStatus, ConversationId, Millis};
+use super::{AgentRecord, ConversationRecord, Store};
+use crate::routing::{AgentStatus, Millis};
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-
-/// One conversation record with owned strings (attributes as JSON text).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredConversation {
-    pub key: ConversationId,
-    pub customer_id: String,
-    pub channel: String,
-    pub queue: String,
-    pub priority: i32,
-    pub state: ConversationState,
-    pub agent_id: Option<String>,
-    pub offer_id: Option<String>,
-    pub transcript: Vec<TranscriptLine>,
-    pub attributes_json: String,
-    pub previous_channels: Vec<String>,
-    pub previous_agent_id: Option<String>,
-    pub outcome: Option<String>,
-    pub opened_at_ms: Millis,
-    pub assigned_at_ms: Option<Millis>,
-    pub ended_at_ms: Option<Millis>,
-    pub agent_replied: bool,
-    pub owner: String,
-}
 
 /// One agent record with owned strings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,9 +29,9 @@ pub struct StoredAgent {
 }
 
 /// Every conversation (oldest first) and every agent (by id).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StoreImage {
-    pub conversations: Vec<StoredConversation>,
+    pub conversations: Vec<ConversationRecord>,
     pub agents: Vec<StoredAgent>,
 }
 
@@ -70,7 +46,11 @@ impl Store {
     /// Copies every record (unordered; [`StoreImage::from_records`] sorts).
     pub fn records(&self) -> StoreRecords {
         StoreRecords {
-            conversations: self.conversations.iter().map(|r| r.clone()).collect(),
+            conversations: self
+                .conversations
+                .iter()
+                .map(|r| ConversationRecord::clone(&r))
+                .collect(),
             agents: self.agents.iter().map(|r| r.clone()).collect(),
         }
     }
@@ -78,9 +58,10 @@ impl Store {
     /// An empty store with room for this many conversations and agents.
     pub fn with_capacity(conversations: usize, agents: usize) -> Store {
         Store {
-            conversations: DashMap::with_capacity(conversations),
-            customers: DashMap::new(),
+            conversations: DashMap::with_capacity_and_hasher(conversations, Default::default()),
+            customers: DashMap::default(),
             agents: DashMap::with_capacity(agents),
+            names: Default::default(),
         }
     }
 
@@ -91,32 +72,9 @@ impl Store {
 }
 
 impl StoreImage {
-    /// Converts a copy of the maps into owned data, conversations oldest first.
+    /// Puts a copy of the maps in order: conversations oldest first, agents by id.
     pub fn from_records(records: StoreRecords) -> StoreImage {
-        let mut conversations: Vec<StoredConversation> = records
-            .conversations
-            .into_iter()
-            .map(|r| StoredConversation {
-                key: r.key,
-                customer_id: r.customer_id,
-                channel: r.channel,
-                queue: r.queue,
-                priority: r.priority,
-                state: r.state,
-                agent_id: r.agent_id,
-                offer_id: r.offer_id,
-                transcript: r.transcript,
-                attributes_json: Value::Object(r.attributes).to_string(),
-                previous_channels: r.previous_channels,
-                previous_agent_id: r.previous_agent_id,
-                outcome: r.outcome.map(str::to_string),
-                opened_at_ms: r.opened_at_ms,
-                assigned_at_ms: r.assigned_at_ms,
-                ended_at_ms: r.ended_at_ms,
-                agent_replied: r.agent_replied,
-                owner: r.owner,
-            })
-            .collect();
+        let mut conversations = records.conversations;
         conversations.sort_unstable_by_key(|c| c.key);
         let mut agents: Vec<StoredAgent> = records
             .agents
@@ -141,82 +99,37 @@ impl StoreImage {
         }
     }
 
-    /// Rebuilds a store (customers link their conversations oldest first).
-    /// Conversations are inserted by `threads` threads at once (the maps are
-    /// concurrent), then each customer's list is put back in id order.
-    pub fn into_store(self, threads: usize) -> Store {
+    /// Rebuilds a store on this thread (customers link their conversations
+    /// oldest first). A restart uses `codec::StoreBuilder` instead.
+    pub fn into_store(self) -> Store {
         let store = Store::with_capacity(self.conversations.len(), self.agents.len());
-        let mut rest = self.conversations;
-        let per = rest.len().div_ceil(threads.max(1)).max(1);
-        let mut chunks = Vec::new();
-        while rest.len() > per {
-            let tail = rest.split_off(rest.len() - per);
-            chunks.push(tail);
-        }
-        std::thread::scope(|scope| {
-            for chunk in chunks {
-                let store = &store;
-                scope.spawn(move || insert_all(store, chunk));
+        for mut c in self.conversations {
+            for name in [&mut c.channel, &mut c.queue, &mut c.owner] {
+                *name = store.name(name);
             }
-            insert_all(&store, rest);
-        });
-        if threads > 1 {
-            store
-                .customers
-                .iter_mut()
-                .for_each(|mut ids| ids.sort_unstable());
+            store.insert_conversation(c);
         }
         for a in self.agents {
-            store.agents.insert(
-                a.id.clone(),
-                AgentRecord {
-                    id: a.id,
-                    name: a.name,
-                    status: a.status.as_str(),
-                    skills: a.skills,
-                    capacity: a.capacity,
-                    max_total: a.max_total,
-                    conversations: a.conversations,
-                    offers: a.offers,
-                    connected: a.connected,
-                    logged_in_at_ms: a.logged_in_at_ms,
-                },
-            );
+            store.agents.insert(a.id.clone(), AgentRecord::from(a));
         }
         store
     }
 }
 
-fn insert_all(store: &Store, conversations: Vec<StoredConversation>) {
-    for c in conversations {
-        let attributes = match serde_json::from_str::<Map<String, Value>>(&c.attributes_json) {
-            Ok(map) => map,
-            Err(e) => {
-                tracing::warn!(conversation = %c.key, error = %e, "stored attributes are not a JSON object; dropped");
-                Map::new()
-            }
-        };
-        store.insert_conversation(ConversationRecord {
-            id: c.key.to_string(),
-            key: c.key,
-            customer_id: c.customer_id,
-            channel: c.channel,
-            queue: c.queue,
-            priority: c.priority,
-            state: c.state,
-            agent_id: c.agent_id,
-            offer_id: c.offer_id,
-            transcript: c.transcript,
-            attributes,
-            previous_channels: c.previous_channels,
-            previous_agent_id: c.previous_agent_id,
-            outcome: c.outcome.as_deref().and_then(outcome_of),
-            opened_at_ms: c.opened_at_ms,
-            assigned_at_ms: c.assigned_at_ms,
-            ended_at_ms: c.ended_at_ms,
-            agent_replied: c.agent_replied,
-            owner: c.owner,
-        });
+impl From<StoredAgent> for AgentRecord {
+    fn from(a: StoredAgent) -> AgentRecord {
+        AgentRecord {
+            id: a.id,
+            name: a.name,
+            status: a.status.as_str(),
+            skills: a.skills,
+            capacity: a.capacity,
+            max_total: a.max_total,
+            conversations: a.conversations,
+            offers: a.offers,
+            connected: a.connected,
+            logged_in_at_ms: a.logged_in_at_ms,
+        }
     }
 }
 
@@ -225,10 +138,4 @@ fn status_of(status: &str) -> AgentStatus {
         .into_iter()
         .find(|s| s.as_str() == status)
         .unwrap_or(AgentStatus::Offline)
-}
-
-fn outcome_of(outcome: &str) -> Option<&'static str> {
-    ["completed", "abandoned"]
-        .into_iter()
-        .find(|o| *o == outcome)
 }

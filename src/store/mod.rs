@@ -8,19 +8,25 @@
 //! `.await` or while touching another map.
 //!
 //! `apply` holds the store-writing half of the router (shared with journal
-//! replay); `image` the serializable form a snapshot holds.
+//! replay); `compact` the field types that keep a record to a few
+//! allocations; `image` the store as plain data; `codec` its binary form in
+//! a snapshot and the parallel rebuild from it; `legacy` the format-1 form,
+//! read to migrate.
 
 pub mod apply;
+pub mod codec;
+pub mod compact;
 pub mod image;
+pub mod legacy;
 
 pub use apply::{apply_command, apply_effect, apply_fact, outcome_str, Fact, Released};
+pub use compact::{Attributes, Name, Names, Transcript};
 pub use image::{StoreImage, StoreRecords};
 
 use crate::api::protocol::{HistoryEntry, OfferContext, Speaker, TranscriptLine};
 use crate::routing::{ConversationId, Millis};
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// Where a conversation is in its life.
@@ -48,25 +54,26 @@ impl ConversationState {
     }
 }
 
-/// One conversation as clients and the REST API see it.
+/// One conversation as clients and the REST API see it. Cheap to clone:
+/// names are shared, the transcript and the attributes are one blob each.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConversationRecord {
-    /// `c-<n>`.
-    pub id: String,
-    #[serde(skip)]
+    /// Shown as `id`: `c-<n>`.
+    #[serde(rename = "id", serialize_with = "wire_id")]
     pub key: ConversationId,
-    pub customer_id: String,
-    pub channel: String,
-    pub queue: String,
+    /// Shared with the customer index.
+    pub customer_id: Name,
+    pub channel: Name,
+    pub queue: Name,
     pub priority: i32,
     pub state: ConversationState,
-    pub agent_id: Option<String>,
+    pub agent_id: Option<Name>,
     /// The open offer (`o-<n>`), if any.
     pub offer_id: Option<String>,
-    pub transcript: Vec<TranscriptLine>,
-    pub attributes: Map<String, Value>,
-    pub previous_channels: Vec<String>,
-    pub previous_agent_id: Option<String>,
+    pub transcript: Transcript,
+    pub attributes: Attributes,
+    pub previous_channels: Vec<Name>,
+    pub previous_agent_id: Option<Name>,
     /// `completed` or `abandoned` once ended.
     pub outcome: Option<&'static str>,
     pub opened_at_ms: Millis,
@@ -76,7 +83,11 @@ pub struct ConversationRecord {
     pub agent_replied: bool,
     /// The principal (token name) of the connector that opened it; only it may act on it.
     #[serde(skip)]
-    pub owner: String,
+    pub owner: Name,
+}
+
+fn wire_id<S: serde::Serializer>(key: &ConversationId, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(key)
 }
 
 impl ConversationRecord {
@@ -84,16 +95,15 @@ impl ConversationRecord {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         key: ConversationId,
-        customer_id: String,
-        channel: String,
-        queue: String,
+        customer_id: Name,
+        channel: Name,
+        queue: Name,
         priority: i32,
-        attributes: Map<String, Value>,
-        owner: String,
+        attributes: Attributes,
+        owner: Name,
         now: Millis,
     ) -> Self {
         ConversationRecord {
-            id: key.to_string(),
             key,
             customer_id,
             channel,
@@ -102,7 +112,7 @@ impl ConversationRecord {
             state: ConversationState::Waiting,
             agent_id: None,
             offer_id: None,
-            transcript: Vec::new(),
+            transcript: Transcript::default(),
             attributes,
             previous_channels: Vec::new(),
             previous_agent_id: None,
@@ -113,6 +123,11 @@ impl ConversationRecord {
             agent_replied: false,
             owner,
         }
+    }
+
+    /// The wire id, `c-<n>`.
+    pub fn id(&self) -> String {
+        self.key.to_string()
     }
 }
 
@@ -135,12 +150,17 @@ pub struct AgentRecord {
     pub logged_in_at_ms: Millis,
 }
 
-/// The three maps. Cheap to share behind an `Arc`.
+type Hasher = ahash::RandomState;
+
+/// The three maps and the names they share. Cheap to share behind an `Arc`.
 #[derive(Debug, Default)]
 pub struct Store {
-    conversations: DashMap<ConversationId, ConversationRecord>,
-    customers: DashMap<String, Vec<ConversationId>>,
+    /// Boxed: the table stays small (a restart fills it at random places)
+    /// and the records lie in allocation order.
+    conversations: DashMap<ConversationId, Box<ConversationRecord>, Hasher>,
+    customers: DashMap<Name, Vec<ConversationId>, Hasher>,
     agents: DashMap<String, AgentRecord>,
+    names: Names,
 }
 
 impl Store {
@@ -148,7 +168,11 @@ impl Store {
         Self::default()
     }
 
-    /// Adds a new conversation and links it to its customer.
+    /// The shared copy of a channel, queue, connector or agent name.
+    pub fn name(&self, name: &str) -> Name {
+        self.names.get(name)
+    }
+
     /// Ended conversations whose end is at or before `cutoff`.
     pub fn ended_before(&self, cutoff: Millis) -> Vec<ConversationId> {
         self.conversations
@@ -179,17 +203,29 @@ impl Store {
         }
     }
 
-    pub fn insert_conversation(&self, record: ConversationRecord) {
-        self.customers
-            .entry(record.customer_id.clone())
-            .or_default()
-            .push(record.key);
-        self.conversations.insert(record.key, record);
+    /// Adds a new conversation and links it to its customer.
+    pub fn insert_conversation(&self, mut record: ConversationRecord) {
+        record.customer_id = self.link_customer(&record.customer_id, record.key);
+        self.conversations.insert(record.key, Box::new(record));
+    }
+
+    /// Appends `conversation` to the customer's list; returns the customer
+    /// id as the index holds it (so every record of a customer shares it).
+    fn link_customer(&self, customer_id: &str, conversation: ConversationId) -> Name {
+        if let Some(mut ids) = self.customers.get_mut(customer_id) {
+            ids.push(conversation);
+            return Name::clone(ids.key());
+        }
+        let mut ids = self.customers.entry(Name::from(customer_id)).or_default();
+        ids.push(conversation);
+        Name::clone(ids.key())
     }
 
     /// A copy of one conversation.
     pub fn conversation(&self, id: ConversationId) -> Option<ConversationRecord> {
-        self.conversations.get(&id).map(|r| r.clone())
+        self.conversations
+            .get(&id)
+            .map(|r| ConversationRecord::clone(&r))
     }
 
     /// Runs `f` on one conversation under its lock; `None` if it is unknown.
@@ -210,14 +246,13 @@ impl Store {
         at_ms: Millis,
     ) -> Option<TranscriptLine> {
         self.update_conversation(id, |r| {
-            let line = TranscriptLine {
+            r.transcript.push(from, at_ms, &r.channel, &text);
+            TranscriptLine {
                 from,
                 text,
                 at_ms,
-                channel: r.channel.clone(),
-            };
-            r.transcript.push(line.clone());
-            line
+                channel: r.channel.to_string(),
+            }
         })
     }
 
@@ -253,22 +288,32 @@ impl Store {
     /// The context that goes with an offer of conversation `id`.
     pub fn offer_context(&self, id: ConversationId) -> Option<(ConversationRecord, OfferContext)> {
         let record = self.conversation(id)?;
-        let customer_history = self
-            .customer_conversations(&record.customer_id)
+        let others: Vec<ConversationId> = self
+            .customers
+            .get(&*record.customer_id)
+            .map(|ids| ids.iter().copied().filter(|c| *c != id).collect())
+            .unwrap_or_default();
+        let customer_history = others
             .into_iter()
-            .filter(|other| other.key != id)
-            .map(|other| HistoryEntry {
-                conversation_id: other.id,
-                channel: other.channel,
-                state: other.state.as_str().to_string(),
-                opened_at: other.opened_at_ms,
+            .filter_map(|other| {
+                let other = self.conversations.get(&other)?;
+                Some(HistoryEntry {
+                    conversation_id: other.id(),
+                    channel: other.channel.to_string(),
+                    state: other.state.as_str().to_string(),
+                    opened_at: other.opened_at_ms,
+                })
             })
             .collect();
         let context = OfferContext {
-            transcript: record.transcript.clone(),
-            attributes: record.attributes.clone(),
-            previous_channels: record.previous_channels.clone(),
-            previous_agent_id: record.previous_agent_id.clone(),
+            transcript: record.transcript.to_lines(),
+            attributes: record.attributes.to_map(),
+            previous_channels: record
+                .previous_channels
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+            previous_agent_id: record.previous_agent_id.as_deref().map(str::to_string),
             customer_history,
         };
         Some((record, context))
@@ -312,7 +357,7 @@ mod tests {
             channel.into(),
             "general".into(),
             0,
-            Map::new(),
+            Attributes::default(),
             "gw".into(),
             1_000 + n,
         )
@@ -366,11 +411,13 @@ mod tests {
             .expect("known");
         let all = store.customer_conversations("cu");
         assert_eq!(
-            all.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            all.iter().map(|c| c.id()).collect::<Vec<_>>(),
             ["c-1", "c-2"]
         );
-        assert_eq!(all[0].transcript[0].text, "hello");
-        assert_eq!(all[0].transcript[0].channel, "chat");
+        let lines = all[0].transcript.to_lines();
+        assert_eq!(lines[0].text, "hello");
+        assert_eq!(lines[0].channel, "chat");
+        assert!(Name::ptr_eq(&all[0].customer_id, &all[1].customer_id));
         let (_, ctx) = store.offer_context(ConversationId(2)).expect("known");
         assert_eq!(ctx.customer_history.len(), 1);
         assert_eq!(ctx.customer_history[0].conversation_id, "c-1");

@@ -54,6 +54,10 @@ impl Server {
             .env("SWITCHBOARD__snapshot__interval_secs", interval_secs)
             .env("SWITCHBOARD__snapshot__keep", "2")
             .env("SWITCHBOARD__routing__reconnect_grace_secs", "300")
+            // A fresh agent is offered every waiting conversation in one
+            // burst (a hundred or more frames): room for all of them, so the
+            // test does not depend on how fast the client reads.
+            .env("SWITCHBOARD__server__outbound_buffer_frames", "4096")
             .env("SWITCHBOARD__logging__format", "text")
             .stdout(Stdio::from(out.try_clone().expect("clone")))
             .stderr(Stdio::from(out))

@@ -262,7 +262,7 @@ fn a_snapshot_round_trips_and_the_journal_after_it_is_replayed_on_top() {
     let loaded = snapshot::load_newest(dir.path())
         .expect("list")
         .expect("a snapshot");
-    assert_eq!(loaded.body.seq, head.len() as u64);
+    assert_eq!(loaded.file.seq, head.len() as u64);
     assert!(loaded.skipped.is_empty());
 
     // Snapshot + journal after it = the whole run; the pre-cut segment was pruned
@@ -282,7 +282,7 @@ fn a_snapshot_round_trips_and_the_journal_after_it_is_replayed_on_top() {
         let ids = |s: &Store| -> Vec<String> {
             s.customer_conversations(customer)
                 .into_iter()
-                .map(|c| c.id)
+                .map(|c| c.id())
                 .collect()
         };
         assert_eq!(ids(&restored.store), ids(&store), "{customer}");
@@ -330,8 +330,9 @@ fn a_damaged_newest_snapshot_falls_back_to_the_next_older_one() {
     let loaded = snapshot::load_newest(dir.path())
         .expect("list")
         .expect("one is valid");
-    assert_eq!(loaded.body.seq, 5);
-    assert_eq!(loaded.body.store.conversations.len(), 1);
+    assert_eq!(loaded.file.seq, 5);
+    let body = loaded.file.body().expect("decodes");
+    assert_eq!(body.store.conversations.len(), 1);
     assert_eq!(loaded.skipped.len(), 2);
     assert!(
         matches!(loaded.skipped[0], SnapshotError::Checksum { .. }),
@@ -347,6 +348,35 @@ fn a_damaged_newest_snapshot_falls_back_to_the_next_older_one() {
     // None valid at all: no snapshot, not an error.
     std::fs::write(dir.path().join(snapshot::file_name(5)), b"SWBSNAP\0garbage").expect("write");
     assert!(snapshot::load_newest(dir.path()).expect("list").is_none());
+}
+
+#[test]
+fn a_snapshot_whose_store_does_not_decode_is_skipped_for_the_next_older_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = settings("");
+    for seq in [5, 9] {
+        snapshot::write(dir.path(), &body(seq, &settings)).expect("write");
+    }
+    // The newest file's last record ends with its transcript's length (0):
+    // make it run past the end, and fix the checksum so only decoding can
+    // tell.
+    let newest = dir.path().join(snapshot::file_name(9));
+    let mut bytes = std::fs::read(&newest).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] = 0xff;
+    let crc = crc32fast::hash(&bytes[snapshot::HEADER_LEN..]);
+    bytes[20..24].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&newest, &bytes).expect("write");
+
+    let loaded = snapshot::load_newest(dir.path())
+        .expect("list")
+        .expect("framing and checksum pass");
+    let err = loaded.file.body().expect_err("the store does not decode");
+    assert!(matches!(err, SnapshotError::Store { .. }), "{err}");
+    let restored = durability::restore(dir.path(), &settings).expect("restore");
+    assert_eq!(restored.snapshot.map(|(seq, _)| seq), Some(5));
+    assert_eq!(restored.skipped_snapshots, 1);
+    assert_eq!(restored.store.conversation_count(), 1);
 }
 
 #[test]
@@ -540,14 +570,15 @@ fn the_replica_fed_by_the_journal_snapshots_exactly_the_live_state() {
         let loaded = snapshot::load_newest(dir.path())
             .expect("list")
             .expect("snapshot");
-        assert_eq!(loaded.body.seq, written.seq);
+        assert_eq!(loaded.file.seq, written.seq);
+        let body = loaded.file.body().expect("decodes");
         assert_eq!(
-            bincode::serialize(&loaded.body.core).expect("encode"),
+            bincode::serialize(&body.core).expect("encode"),
             core_bytes(&live),
             "part {i}: the replica's core is the live one"
         );
         assert_eq!(
-            loaded.body.store,
+            body.store,
             image(&live_store),
             "part {i}: the replica's store is the live one"
         );

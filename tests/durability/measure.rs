@@ -86,7 +86,7 @@ fn snapshot_figures(n: u64) {
             journal: None,
             base: ReplicaBase::State {
                 engine: Box::new(replica_engine),
-                store: replica_store,
+                store: Box::new(replica_store),
                 last: 3 * n,
             },
         },
