@@ -72,7 +72,7 @@ pub struct FloorStats {
 }
 
 /// What finding a conversation's group takes when the cache does not have it.
-pub(crate) struct GroupMiss {
+struct GroupMiss {
     cache_key: Option<(QueueId, ChannelId, u8)>,
     key: GroupKey,
 }
@@ -1209,29 +1209,9 @@ impl Engine {
     /// exactly as [`Self::enqueue`] finds them (same cache, groups created
     /// on first use); the caller puts it in line.
     pub(crate) fn restored_line(&mut self, c: &Conversation) -> (u32, LineKey) {
-        let cache_key = (c.queue, c.channel, c.step);
-        let plain = c.own_skills.is_empty();
-        let cached = if plain {
-            self.group_cache.get(&cache_key).copied()
-        } else {
-            None
-        };
-        let g = match cached {
-            Some(g) => g,
-            None => {
-                let q = &self.settings.queues[c.queue.0 as usize];
-                let key = GroupKey {
-                    channel: c.channel,
-                    required: self.requirements(c),
-                    policy: q.policy,
-                    aging_ms_per_point: q.aging_ms_per_point,
-                };
-                let g = self.group_for(key);
-                if plain {
-                    self.group_cache.insert(cache_key, g);
-                }
-                g
-            }
+        let g = match self.cached_group(c) {
+            Ok(g) => g,
+            Err(miss) => self.create_group(miss),
         };
         let lk = self.groups[g as usize].line_key(c.priority, c.enqueued_at, c.seq, c.id);
         (g, lk)
@@ -1271,7 +1251,7 @@ impl Engine {
     /// The group of `c` when it exists and `c` needs no skills of its own
     /// (the common case: one map lookup); otherwise what creating or finding
     /// it takes. `c` need not be in `conversations` yet (restore uses this).
-    pub(crate) fn cached_group(&self, c: &Conversation) -> Result<u32, GroupMiss> {
+    fn cached_group(&self, c: &Conversation) -> Result<u32, GroupMiss> {
         let cache_key = (c.queue, c.channel, c.step);
         let plain = c.own_skills.is_empty();
         if plain {
@@ -1293,7 +1273,7 @@ impl Engine {
 
     /// Finds or creates the group a [`Self::cached_group`] miss describes,
     /// and caches it when the conversation had no skills of its own.
-    pub(crate) fn create_group(&mut self, miss: GroupMiss) -> u32 {
+    fn create_group(&mut self, miss: GroupMiss) -> u32 {
         let g = self.group_for(miss.key);
         if let Some(cache_key) = miss.cache_key {
             self.group_cache.insert(cache_key, g);
