@@ -33,7 +33,7 @@ pub struct GroupKey {
 /// criterion in the top 16 bits above the idle-since time (see
 /// [`ReadyEntry::packed`]); `random` is the drawn key. Ties go to the lower
 /// agent index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ReadyEntry {
     pub key: u64,
     pub agent: u32,
@@ -66,39 +66,75 @@ pub type LineKey = (i64, u64, ConversationId);
 #[derive(Debug, Clone, Default)]
 pub struct ReadySet {
     fifo: VecDeque<ReadyEntry>,
-    heap: BinaryHeap<Reverse<ReadyEntry>>,
+    /// `fifo`'s last entry, field by field (meaningful while `fifo` is not
+    /// empty): a push compares against it, in the group's first cache line,
+    /// instead of reading the ring's tail, a cache miss per group when an
+    /// agent is published into a dozen of them.
+    back_key: u64,
+    back_agent: u32,
+    back_epoch: u32,
+    /// Out-of-order entries (every entry for policies other than
+    /// `longest_idle`); `None` while there are none, so that sizing a set
+    /// without any reads no heap. Boxed so that the set's headers and the
+    /// group's counters share one cache line.
+    heap: Option<Box<BinaryHeap<Reverse<ReadyEntry>>>>,
 }
 
 impl ReadySet {
     pub fn push(&mut self, e: ReadyEntry, ordered: bool) {
-        if ordered && self.fifo.back().is_none_or(|b| *b <= e) {
+        let back = ReadyEntry {
+            key: self.back_key,
+            agent: self.back_agent,
+            epoch: self.back_epoch,
+        };
+        if ordered && (self.fifo.is_empty() || back <= e) {
             self.fifo.push_back(e);
+            (self.back_key, self.back_agent, self.back_epoch) = (e.key, e.agent, e.epoch);
         } else {
-            self.heap.push(Reverse(e));
+            self.heap
+                .get_or_insert_with(Default::default)
+                .push(Reverse(e));
         }
+    }
+
+    fn heap_top(&self) -> Option<&ReadyEntry> {
+        self.heap
+            .as_ref()
+            .and_then(|h| h.peek())
+            .map(|Reverse(e)| e)
+    }
+
+    /// Pops the heap's top, dropping the heap when that empties it.
+    fn heap_pop(&mut self) -> Option<ReadyEntry> {
+        let heap = self.heap.as_mut()?;
+        let e = heap.pop().map(|Reverse(e)| e);
+        if heap.is_empty() {
+            self.heap = None;
+        }
+        e
     }
 
     /// The smallest entry, valid or not.
     pub fn peek(&self) -> Option<ReadyEntry> {
-        match (self.fifo.front(), self.heap.peek()) {
-            (Some(f), Some(Reverse(h))) => Some(if f <= h { *f } else { *h }),
+        match (self.fifo.front(), self.heap_top()) {
+            (Some(f), Some(h)) => Some(if f <= h { *f } else { *h }),
             (Some(f), None) => Some(*f),
-            (None, Some(Reverse(h))) => Some(*h),
+            (None, Some(h)) => Some(*h),
             (None, None) => None,
         }
     }
 
     /// Removes the smallest entry.
     pub fn pop(&mut self) -> Option<ReadyEntry> {
-        let from_fifo = match (self.fifo.front(), self.heap.peek()) {
-            (Some(f), Some(Reverse(h))) => f <= h,
+        let from_fifo = match (self.fifo.front(), self.heap_top()) {
+            (Some(f), Some(h)) => f <= h,
             (Some(_), None) => true,
             (None, _) => false,
         };
         if from_fifo {
             self.fifo.pop_front()
         } else {
-            self.heap.pop().map(|Reverse(e)| e)
+            self.heap_pop()
         }
     }
 
@@ -113,17 +149,17 @@ impl ReadySet {
             }
             self.fifo.pop_front();
         }
-        while let Some(Reverse(h)) = self.heap.peek() {
+        while let Some(h) = self.heap_top() {
             if valid(h) {
                 break;
             }
-            self.heap.pop();
+            self.heap_pop();
         }
         self.peek()
     }
 
     pub fn len(&self) -> usize {
-        self.fifo.len() + self.heap.len()
+        self.fifo.len() + self.heap.as_ref().map_or(0, |h| h.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -132,8 +168,16 @@ impl ReadySet {
 
     pub fn retain(&mut self, keep: impl Fn(&ReadyEntry) -> bool) {
         self.fifo.retain(&keep);
-        let heap = std::mem::take(&mut self.heap).into_vec();
-        self.heap = heap.into_iter().filter(|Reverse(e)| keep(e)).collect();
+        if let Some(b) = self.fifo.back() {
+            (self.back_key, self.back_agent, self.back_epoch) = (b.key, b.agent, b.epoch);
+        }
+        if let Some(heap) = self.heap.as_mut() {
+            let entries = std::mem::take(&mut **heap).into_vec();
+            **heap = entries.into_iter().filter(|Reverse(e)| keep(e)).collect();
+            if heap.is_empty() {
+                self.heap = None;
+            }
+        }
     }
 }
 
@@ -225,5 +269,55 @@ impl Group {
         if self.ready.len() > 2 * self.qualified as usize + 64 {
             self.ready.retain(is_valid);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(key: u64, agent: u32) -> ReadyEntry {
+        ReadyEntry {
+            key,
+            agent,
+            epoch: 0,
+        }
+    }
+
+    #[test]
+    fn what_publishing_touches_fits_one_cache_line() {
+        // The ready set's headers, `qualified` and `ordered` come first in
+        // the `repr(C)` group; `head` must start on the next line.
+        assert!(std::mem::size_of::<ReadySet>() + 4 + 1 <= 64);
+        assert_eq!(std::mem::align_of::<Group>(), 64);
+    }
+
+    #[test]
+    fn ready_set_pops_in_key_order_across_ring_and_heap() {
+        let mut r = ReadySet::default();
+        for (k, a) in [(5, 1), (7, 2), (3, 3), (7, 1), (9, 4), (1, 5)] {
+            r.push(e(k, a), true);
+        }
+        // Ring took 5, 7/2, 9; the heap the ones that arrived out of order.
+        r.retain(|x| x.agent != 4);
+        r.push(e(8, 6), true);
+        let mut out = Vec::new();
+        while let Some(x) = r.pop() {
+            out.push((x.key, x.agent));
+        }
+        assert_eq!(out, [(1, 5), (3, 3), (5, 1), (7, 1), (7, 2), (8, 6)]);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn first_valid_trims_stale_entries_from_both_parts() {
+        let mut r = ReadySet::default();
+        for (k, a) in [(1, 1), (2, 2), (3, 3)] {
+            r.push(e(k, a), true);
+        }
+        r.push(e(0, 9), true); // out of order: the heap
+        let got = r.first_valid(|x| x.agent == 3);
+        assert_eq!(got, Some(e(3, 3)));
+        assert_eq!(r.len(), 1);
     }
 }
