@@ -165,7 +165,7 @@ pub fn stats_frame(hub: &Hub, req_id: Option<Value>) -> ServerFrame {
     let agents = hub.store.agents();
     let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
     for a in &agents {
-        *by_status.entry(a.status).or_default() += 1;
+        *by_status.entry(a.status.as_str()).or_default() += 1;
     }
     let busy = agents
         .iter()

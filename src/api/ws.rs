@@ -634,7 +634,7 @@ impl Conn {
                 // The core marks a disconnected agent offline without an effect.
                 self.hub.store.update_agent(&agent, |a| {
                     a.connected = false;
-                    a.status = AgentStatus::Offline.as_str();
+                    a.status = AgentStatus::Offline;
                 });
                 if let Some(addr) = self.hub.agent(&agent) {
                     addr.do_send(SessionClosed {

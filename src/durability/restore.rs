@@ -247,7 +247,7 @@ pub fn agents_offline(
 ) -> usize {
     let mut n = 0;
     for agent in store.agents() {
-        if !agent.connected && agent.status == AgentStatus::Offline.as_str() {
+        if !agent.connected && agent.status == AgentStatus::Offline {
             continue;
         }
         let command = Command::AgentDisconnected {

@@ -96,7 +96,7 @@ pub fn apply_fact(store: &Store, fact: &Fact) {
         } => store.upsert_agent(AgentRecord {
             id: id.clone(),
             name: name.clone(),
-            status: AgentStatus::Available.as_str(),
+            status: AgentStatus::Available,
             skills: skills.clone(),
             capacity: capacity.clone(),
             max_total: *max_total,
@@ -131,12 +131,12 @@ pub fn apply_fact(store: &Store, fact: &Fact) {
 pub fn apply_command(store: &Store, command: &Command) {
     match command {
         Command::AgentSetStatus { agent, status } => {
-            store.update_agent(agent, |a| a.status = status.as_str());
+            store.update_agent(agent, |a| a.status = *status);
         }
         Command::AgentDisconnected { agent } => {
             store.update_agent(agent, |a| {
                 a.connected = false;
-                a.status = AgentStatus::Offline.as_str();
+                a.status = AgentStatus::Offline;
             });
         }
         _ => {}
@@ -229,7 +229,7 @@ pub fn apply_effect(
             None
         }
         Effect::AgentStatusChanged { agent, status, .. } => {
-            store.update_agent(agent, |a| a.status = status.as_str());
+            store.update_agent(agent, |a| a.status = *status);
             None
         }
         Effect::Requeued {

@@ -3,7 +3,7 @@
 //! every core at once.
 //!
 //! Layout (little endian): the agents (u64 length + bincode 1 of
-//! `Vec<StoredAgent>`), the number of conversations (u64), the number of
+//! `Vec<AgentRecord>`), the number of conversations (u64), the number of
 //! chunks (u32), then each chunk: its conversation count (u32), its length in
 //! bytes (u64) and its records back to back. Chunks are independent, so any
 //! number of threads can decode them ([`StoreBuilder::work`]). One record:
@@ -27,7 +27,7 @@
 //! 1 some) and the value. This module must never do file I/O or touch actors.
 
 use super::compact::{Attributes, LocalNames, MalformedTranscript, Transcript};
-use super::image::{StoreImage, StoredAgent};
+use super::image::StoreImage;
 use super::{AgentRecord, ConversationRecord, ConversationState, Name, Store};
 use crate::routing::ConversationId;
 use std::io::{self, Write};
@@ -433,7 +433,7 @@ impl<'s, 'a> StoreBuilder<'s, 'a> {
     /// The rebuilt store: customers list their conversations oldest first
     /// (chunks finish in any order), agents are added.
     pub fn finish(self) -> Result<Store, ImageError> {
-        let agents: Vec<StoredAgent> =
+        let agents: Vec<AgentRecord> =
             bincode::deserialize(self.sections.agents).map_err(ImageError::Agents)?;
         let store = self.store;
         store
@@ -446,7 +446,7 @@ impl<'s, 'a> StoreBuilder<'s, 'a> {
                 .unwrap_or_else(PoisonError::into_inner),
         );
         for a in agents {
-            store.agents.insert(a.id.clone(), AgentRecord::from(a));
+            store.agents.insert(a.id.clone(), a);
         }
         Ok(store)
     }

@@ -8,31 +8,14 @@
 //! the routing core or files.
 
 use super::{AgentRecord, ConversationRecord, Store};
-use crate::routing::{AgentStatus, Millis};
-use dashmap::DashMap;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
-/// One agent record with owned strings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredAgent {
-    pub id: String,
-    pub name: Option<String>,
-    pub status: AgentStatus,
-    pub skills: BTreeMap<String, u8>,
-    pub capacity: BTreeMap<String, u8>,
-    pub max_total: Option<u8>,
-    pub conversations: Vec<String>,
-    pub offers: BTreeMap<String, String>,
-    pub connected: bool,
-    pub logged_in_at_ms: Millis,
-}
+use dashmap::DashMap;
 
 /// Every conversation (oldest first) and every agent (by id).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StoreImage {
     pub conversations: Vec<ConversationRecord>,
-    pub agents: Vec<StoredAgent>,
+    pub agents: Vec<AgentRecord>,
 }
 
 /// A plain copy of the maps, taken at a consistent cut.
@@ -76,22 +59,7 @@ impl StoreImage {
     pub fn from_records(records: StoreRecords) -> StoreImage {
         let mut conversations = records.conversations;
         conversations.sort_unstable_by_key(|c| c.key);
-        let mut agents: Vec<StoredAgent> = records
-            .agents
-            .into_iter()
-            .map(|a| StoredAgent {
-                status: status_of(a.status),
-                id: a.id,
-                name: a.name,
-                skills: a.skills,
-                capacity: a.capacity,
-                max_total: a.max_total,
-                conversations: a.conversations,
-                offers: a.offers,
-                connected: a.connected,
-                logged_in_at_ms: a.logged_in_at_ms,
-            })
-            .collect();
+        let mut agents = records.agents;
         agents.sort_by(|a, b| a.id.cmp(&b.id));
         StoreImage {
             conversations,
@@ -110,32 +78,8 @@ impl StoreImage {
             store.insert_conversation(c);
         }
         for a in self.agents {
-            store.agents.insert(a.id.clone(), AgentRecord::from(a));
+            store.agents.insert(a.id.clone(), a);
         }
         store
     }
-}
-
-impl From<StoredAgent> for AgentRecord {
-    fn from(a: StoredAgent) -> AgentRecord {
-        AgentRecord {
-            id: a.id,
-            name: a.name,
-            status: a.status.as_str(),
-            skills: a.skills,
-            capacity: a.capacity,
-            max_total: a.max_total,
-            conversations: a.conversations,
-            offers: a.offers,
-            connected: a.connected,
-            logged_in_at_ms: a.logged_in_at_ms,
-        }
-    }
-}
-
-fn status_of(status: &str) -> AgentStatus {
-    AgentStatus::ALL
-        .into_iter()
-        .find(|s| s.as_str() == status)
-        .unwrap_or(AgentStatus::Offline)
 }

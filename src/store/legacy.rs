@@ -4,8 +4,8 @@
 //! is written in the current format. Must never be used to write.
 
 use super::compact::{Attributes, Transcript};
-use super::image::{StoreImage, StoredAgent};
-use super::{ConversationRecord, ConversationState, Name};
+use super::image::StoreImage;
+use super::{AgentRecord, ConversationRecord, ConversationState, Name};
 use crate::api::protocol::TranscriptLine;
 use crate::routing::{ConversationId, Millis};
 use serde::Deserialize;
@@ -39,7 +39,7 @@ pub struct StoredConversationV1 {
 #[cfg_attr(test, derive(serde::Serialize))]
 pub struct StoreImageV1 {
     pub conversations: Vec<StoredConversationV1>,
-    pub agents: Vec<StoredAgent>,
+    pub agents: Vec<AgentRecord>,
 }
 
 impl From<StoreImageV1> for StoreImage {

@@ -24,7 +24,7 @@ pub use compact::{Attributes, Name, Names, Transcript};
 pub use image::{StoreImage, StoreRecords};
 
 use crate::api::protocol::{HistoryEntry, OfferContext, Speaker, TranscriptLine};
-use crate::routing::{ConversationId, Millis};
+use crate::routing::{AgentStatus, ConversationId, Millis};
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -131,13 +131,13 @@ impl ConversationRecord {
     }
 }
 
-/// One agent as the REST API sees it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One agent as the REST API sees it (and as snapshots store it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentRecord {
     pub id: String,
     pub name: Option<String>,
-    /// `available`, `away` or `offline`.
-    pub status: &'static str,
+    /// `available`, `away` or `offline` on the wire.
+    pub status: AgentStatus,
     pub skills: BTreeMap<String, u8>,
     pub capacity: BTreeMap<String, u8>,
     pub max_total: Option<u8>,
@@ -432,7 +432,7 @@ mod tests {
         let agent = AgentRecord {
             id: "a".into(),
             name: None,
-            status: "available",
+            status: AgentStatus::Available,
             skills: BTreeMap::new(),
             capacity: BTreeMap::new(),
             max_total: None,
