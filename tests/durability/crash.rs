@@ -550,13 +550,7 @@ fn an_unusable_data_dir_is_a_clear_startup_error() {
     let data = file.join("data");
     let config = dir.path().join("switchboard.toml");
     std::fs::write(&config, base_config(&data)).expect("config");
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = refused_start(&config);
     assert!(
         stderr.contains(&format!("creating the data directory {}", data.display())),
         "the error names the path: {stderr}"
@@ -568,13 +562,7 @@ fn an_unusable_data_dir_is_a_clear_startup_error() {
         std::fs::create_dir(&ro).expect("dir");
         std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o500)).expect("chmod");
         std::fs::write(&config, base_config(&ro)).expect("config");
-        let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .expect("run");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let stderr = refused_start(&config);
         assert!(
             stderr.contains(&format!(
                 "the data directory {} is not writable",
@@ -583,6 +571,19 @@ fn an_unusable_data_dir_is_a_clear_startup_error() {
             "{stderr}"
         );
     }
+}
+
+/// Runs the binary on `config`, checks that it refuses to start (exit 1),
+/// and returns what it printed on stderr.
+fn refused_start(config: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    stderr
 }
 
 #[cfg(unix)]
