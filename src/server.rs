@@ -99,7 +99,9 @@ pub async fn start_with(config: AppConfig, options: StartOptions) -> anyhow::Res
     );
     // Restored conversations and agents get their actors on first use (see
     // `Hub::conversation`); connectors that reconnect are found by owner.
-    start_snapshots(&hub, &config, &settings, replica)?;
+    // The replica rebuilds its copy once the server is listening (below).
+    let (open_gate, start_gate) = crossbeam_channel::bounded(1);
+    start_snapshots(&hub, &config, &settings, replica, start_gate)?;
     let _ = hub.router();
 
     let listen = config
@@ -175,6 +177,7 @@ pub async fn start_with(config: AppConfig, options: StartOptions) -> anyhow::Res
         .run();
     let handle = server.handle();
     let served = actix_web::rt::spawn(server);
+    let _ = open_gate.send(());
     tracing::info!(%addr, "switchboard is listening");
     Ok(RunningServer {
         addr,
@@ -250,7 +253,7 @@ fn restore_state(
         refused,
         last_seq,
         conversations = store.conversation_count(),
-        live_conversations = store.live_conversations(),
+        live_conversations = engine.live_conversations(),
         agents_set_offline = offline,
         load_ms = timings.load_ms,
         rebuild_ms = timings.rebuild_ms,
@@ -277,14 +280,16 @@ fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("the data directory {} is not writable", dir.display()))
 }
 
-/// Starts the snapshot replica: it rebuilds the restored state in the
-/// background, follows the journal, and writes a snapshot every
-/// `snapshot.interval_secs` when something changed, never pausing routing.
+/// Starts the snapshot replica: once `start_gate` opens (the server is
+/// listening) it rebuilds the restored state in the background, follows the
+/// journal, and writes a snapshot every `snapshot.interval_secs` when
+/// something changed, never pausing routing.
 fn start_snapshots(
     hub: &Arc<Hub>,
     config: &AppConfig,
     settings: &crate::routing::RoutingSettings,
     feed: ReplicaFeed,
+    start_gate: crossbeam_channel::Receiver<()>,
 ) -> anyhow::Result<()> {
     let replica = SnapshotReplica::spawn(
         ReplicaConfig {
@@ -298,6 +303,7 @@ fn start_snapshots(
             settings: settings.clone(),
             journal: feed.journal,
             base: ReplicaBase::Restore { until: feed.until },
+            start_gate: Some(start_gate),
         },
         feed.records,
     )

@@ -98,6 +98,11 @@ pub struct ReplicaConfig {
     /// The journal thread, told to start a new segment after each snapshot.
     pub journal: Option<Sender<JournalMsg>>,
     pub base: ReplicaBase,
+    /// When set, the replica builds its copy only once this fires (or its
+    /// sender is dropped). The server opens it once it is listening, so a
+    /// restart's CPU goes to the live state first; records wait in the
+    /// channel meanwhile.
+    pub start_gate: Option<Receiver<()>>,
 }
 
 type Reply = Sender<Result<Option<Written>, DurabilityError>>;
@@ -269,7 +274,10 @@ impl SnapshotReplica {
     }
 }
 
-fn run(config: ReplicaConfig, records: Receiver<(Seq, Record)>, requests: Receiver<Reply>) {
+fn run(mut config: ReplicaConfig, records: Receiver<(Seq, Record)>, requests: Receiver<Reply>) {
+    if let Some(gate) = config.start_gate.take() {
+        let _ = gate.recv();
+    }
     let interval = config.interval;
     let start = clock::instant();
     let mut replica = match Replica::build(config) {

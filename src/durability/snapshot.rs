@@ -27,7 +27,7 @@ use crate::store::legacy::StoreImageV1;
 use crate::store::StoreImage;
 use serde::Deserialize;
 use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -60,6 +60,31 @@ struct BodyV1 {
     store: StoreImageV1,
 }
 
+/// A snapshot file's bytes: mapped from the file by a restart (hundreds of
+/// MiB read in place from the page cache instead of copied into fresh
+/// memory), or owned.
+#[derive(Debug)]
+pub enum FileBytes {
+    Owned(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Owned(v) => v,
+            FileBytes::Mapped(m) => m,
+        }
+    }
+}
+
+impl From<Vec<u8>> for FileBytes {
+    fn from(v: Vec<u8>) -> Self {
+        FileBytes::Owned(v)
+    }
+}
+
 /// A snapshot file that passed its checks.
 #[derive(Debug)]
 pub struct SnapshotFile {
@@ -84,7 +109,7 @@ pub enum Contents {
 pub struct Sections {
     path: PathBuf,
     /// The whole file, header included.
-    body: Vec<u8>,
+    body: FileBytes,
     core: Range<usize>,
     store: Range<usize>,
 }
@@ -221,7 +246,8 @@ impl<W: Write> Write for Checksummed<W> {
 }
 
 /// Checks a whole file's bytes (header, checksum, framing); `path` names it.
-pub fn check(path: &Path, mut bytes: Vec<u8>) -> Result<SnapshotFile, SnapshotError> {
+pub fn check(path: &Path, bytes: impl Into<FileBytes>) -> Result<SnapshotFile, SnapshotError> {
+    let bytes = bytes.into();
     let path_buf = || path.to_path_buf();
     if bytes.len() < HEADER_LEN {
         return Err(SnapshotError::Short {
@@ -250,8 +276,9 @@ pub fn check(path: &Path, mut bytes: Vec<u8>) -> Result<SnapshotFile, SnapshotEr
             found,
         });
     }
-    bytes.truncate(HEADER_LEN + len as usize);
-    let computed = crc32fast::hash(&bytes[HEADER_LEN..]);
+    // Anything after the body (never written by us) is ignored.
+    let end = HEADER_LEN + len as usize;
+    let computed = crc32fast::hash(&bytes[HEADER_LEN..end]);
     if computed != stored {
         return Err(SnapshotError::Checksum {
             path: path_buf(),
@@ -261,7 +288,7 @@ pub fn check(path: &Path, mut bytes: Vec<u8>) -> Result<SnapshotFile, SnapshotEr
     }
     if version == LEGACY_VERSION {
         let v1: BodyV1 =
-            bincode::deserialize(&bytes[HEADER_LEN..]).map_err(|source| SnapshotError::Decode {
+            bincode::deserialize(&bytes[HEADER_LEN..end]).map_err(|source| SnapshotError::Decode {
                 path: path_buf(),
                 source,
             })?;
@@ -283,7 +310,7 @@ pub fn check(path: &Path, mut bytes: Vec<u8>) -> Result<SnapshotFile, SnapshotEr
         why,
     };
     // Then seq, time and the core's length, 8 bytes each.
-    let body_len = bytes.len() - HEADER_LEN;
+    let body_len = end - HEADER_LEN;
     if body_len < 24 {
         return Err(layout("it ends inside its first fields"));
     }
@@ -292,12 +319,12 @@ pub fn check(path: &Path, mut bytes: Vec<u8>) -> Result<SnapshotFile, SnapshotEr
     let core_start = HEADER_LEN + 24;
     let core_end = (core_start as u64)
         .checked_add(core_len)
-        .filter(|end| *end <= bytes.len() as u64)
+        .filter(|core_end| *core_end <= end as u64)
         .ok_or_else(|| layout("the core section runs past the end"))? as usize;
     let sections = Sections {
         path: path_buf(),
         core: core_start..core_end,
-        store: core_end..bytes.len(),
+        store: core_end..end,
         body: bytes,
     };
     sections.store()?;
@@ -385,11 +412,18 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Reads and checks one snapshot file.
 pub fn read(path: &Path) -> Result<SnapshotFile, SnapshotError> {
-    let mut bytes = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(io("reading", path))?;
-    check(path, bytes)
+    let file = File::open(path).map_err(io("reading", path))?;
+    let len = file.metadata().map_err(io("reading", path))?.len();
+    if len == 0 {
+        // Nothing to map; `check` reports it as too short.
+        return check(path, Vec::new());
+    }
+    // SAFETY: a snapshot file is never written after the rename that
+    // publishes it (a new snapshot is a new file; pruning unlinks, which
+    // leaves a mapping intact), so the mapped bytes cannot change under us.
+    let mapped = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
+        .map_err(io("mapping", path))?;
+    check(path, FileBytes::Mapped(mapped))
 }
 
 /// Every snapshot file in `dir`, oldest (lowest sequence number) first.

@@ -545,6 +545,7 @@ fn the_replica_fed_by_the_journal_snapshots_exactly_the_live_state() {
     let recorder = Recorder::journaled(0, writer.tx.clone(), writer.watermark.clone());
     let replica = SnapshotReplica::spawn(
         ReplicaConfig {
+            start_gate: None,
             dir: dir.path().to_path_buf(),
             keep: 2,
             interval: std::time::Duration::from_secs(3600),

@@ -79,6 +79,7 @@ fn snapshot_figures(n: u64) {
     let (_to_replica, records) = crossbeam_channel::unbounded();
     let replica = SnapshotReplica::spawn(
         ReplicaConfig {
+            start_gate: None,
             dir: data.clone(),
             keep: 1,
             interval: Duration::from_secs(3600),
@@ -177,6 +178,15 @@ fn snapshot_figures(n: u64) {
     assert_eq!(restored.store.conversation_count() as u64, n);
     drop(restored);
     println!("n={n}: in-process restore (read + check + decode + rebuild) {restore:?}");
+    if let Ok(keep) = std::env::var("MEASURE_KEEP_DATA") {
+        let keep = std::path::Path::new(&keep);
+        std::fs::create_dir_all(keep).expect("keep dir");
+        for entry in std::fs::read_dir(&data).expect("data dir") {
+            let entry = entry.expect("entry");
+            std::fs::copy(entry.path(), keep.join(entry.file_name())).expect("copy");
+        }
+        std::fs::copy(&config_path, keep.join("switchboard.toml")).expect("copy config");
+    }
 
     // The real binary: process start to /readyz 200 on this data dir.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -288,4 +298,45 @@ async fn measure_throughput_journal_vs_snapshot() {
             println!("durability={mode} clients={clients}: {rate:.0} open+close pairs/s");
         }
     }
+}
+
+/// Restores the data directory named by `MEASURE_RESTORE_DIR` (one kept by
+/// `MEASURE_KEEP_DATA=DIR` on `measure_snapshot_1m`) three times in a row and
+/// prints each restore's steps: for profiling a restart without rebuilding
+/// the million conversations each time.
+#[test]
+#[ignore = "measurement; see docs/durability.md"]
+fn measure_restore_dir() {
+    let Ok(dir) = std::env::var("MEASURE_RESTORE_DIR") else {
+        println!("set MEASURE_RESTORE_DIR to a data directory");
+        return;
+    };
+    let dir = std::path::Path::new(&dir);
+    let config = AppConfig::from_toml_str(&base_config(dir)).expect("config");
+    let settings = config.routing_settings();
+    for _ in 0..3 {
+        let (start, cpu) = (Instant::now(), cpu_secs());
+        let restored = durability::restore(dir, &settings).expect("restore");
+        let (took, cpu) = (start.elapsed(), cpu_secs() - cpu);
+        println!(
+            "{} conversations restored in {took:?} ({cpu:.2} s of CPU): {:?}",
+            restored.store.conversation_count(),
+            restored.timings
+        );
+    }
+}
+
+/// This process's user + system CPU time so far, from `/proc/self/stat`
+/// (Linux; 0 elsewhere), in seconds at the kernel's tick resolution.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which ends with ')'): utime is the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<f64>() / 100.0
 }
