@@ -278,6 +278,29 @@ impl<'a> StoreSections<'a> {
     }
 }
 
+/// One restore thread's customer index, built without locks and merged into
+/// the store's when the thread is done. A customer whose conversations two
+/// threads decoded gets one shared id per thread (equal strings).
+#[derive(Default)]
+struct LocalCustomers<'a> {
+    map: ahash::AHashMap<&'a str, (Name, Vec<ConversationId>)>,
+}
+
+impl<'a> LocalCustomers<'a> {
+    fn link(&mut self, customer: &'a str, key: ConversationId) -> Name {
+        let (name, ids) = self
+            .map
+            .entry(customer)
+            .or_insert_with(|| (Name::from(customer), Vec::new()));
+        ids.push(key);
+        Name::clone(name)
+    }
+
+    fn into_lists(self) -> impl Iterator<Item = (Name, Vec<ConversationId>)> + use<'a> {
+        self.map.into_values()
+    }
+}
+
 /// Rebuilds a store from its sections: any number of threads call
 /// [`work`](Self::work) (each takes the next chunk until none is left), then
 /// [`finish`](Self::finish).
@@ -303,17 +326,22 @@ impl<'s, 'a> StoreBuilder<'s, 'a> {
     /// Decodes chunks into the store until none is left (or one fails).
     pub fn work(&self) -> Result<(), ImageError> {
         let mut names = LocalNames::default();
+        let mut customers = LocalCustomers::default();
         let result = loop {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
             let Some(&(at, count, bytes)) = self.sections.chunks.get(i) else {
                 break Ok(());
             };
-            if let Err(e) = self.decode_chunk(i, at, count, bytes, &mut names) {
+            let decoded = self.decode_chunk(i, at, count, bytes, &mut names, &mut customers);
+            if let Err(e) = decoded {
                 // Stop the others too: the store will not be used.
                 self.next.store(usize::MAX / 2, Ordering::Relaxed);
                 break Err(e);
             }
         };
+        if result.is_ok() {
+            self.store.merge_customers(customers.into_lists());
+        }
         self.names
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -326,8 +354,9 @@ impl<'s, 'a> StoreBuilder<'s, 'a> {
         chunk: usize,
         at: usize,
         count: u32,
-        bytes: &[u8],
+        bytes: &'a [u8],
         names: &mut LocalNames,
+        customers: &mut LocalCustomers<'a>,
     ) -> Result<(), ImageError> {
         let mut r = Reader {
             bytes,
@@ -336,7 +365,7 @@ impl<'s, 'a> StoreBuilder<'s, 'a> {
         };
         let mut found = 0u32;
         while r.at < bytes.len() {
-            let record = self.decode_record(&mut r, names)?;
+            let record = self.decode_record(&mut r, names, customers)?;
             self.store
                 .conversations
                 .insert(record.key, Box::new(record));
@@ -354,8 +383,9 @@ impl<'s, 'a> StoreBuilder<'s, 'a> {
 
     fn decode_record(
         &self,
-        r: &mut Reader<'_>,
+        r: &mut Reader<'a>,
         names: &mut LocalNames,
+        customers: &mut LocalCustomers<'a>,
     ) -> Result<ConversationRecord, ImageError> {
         let key = ConversationId(r.u64("a conversation key")?);
         let customer = r.str("a customer id")?;
@@ -410,7 +440,7 @@ impl<'s, 'a> StoreBuilder<'s, 'a> {
             })?;
         Ok(ConversationRecord {
             key,
-            customer_id: self.store.link_customer(customer, key),
+            customer_id: customers.link(customer, key),
             channel,
             queue,
             priority,

@@ -221,6 +221,14 @@ impl Store {
         Name::clone(ids.key())
     }
 
+    /// Adds customers' conversation lists (a restore thread's share); lists
+    /// are left unsorted.
+    pub(crate) fn merge_customers(&self, lists: impl Iterator<Item = (Name, Vec<ConversationId>)>) {
+        for (name, ids) in lists {
+            self.customers.entry(name).or_default().extend(ids);
+        }
+    }
+
     /// A copy of one conversation.
     pub fn conversation(&self, id: ConversationId) -> Option<ConversationRecord> {
         self.conversations
