@@ -1594,20 +1594,28 @@ impl Engine {
     /// Routes every dirty conversation and lets every dirty agent pull work,
     /// until nothing is left to do.
     fn settle(&mut self, now: Millis) {
+        // How long each list was when last sorted, less what was popped
+        // since. Only pushes (never removals) happen outside this loop, so
+        // the same length means still sorted: sorting again on every pop made
+        // a burst of n dirty conversations (a million SLA deadlines passed
+        // while the engine was down) cost n² log n.
+        let (mut convs_sorted, mut agents_sorted) = (0, 0);
         loop {
-            if self.dirty_convs.len() > 1 {
+            if self.dirty_convs.len() > 1 && self.dirty_convs.len() != convs_sorted {
                 self.sort_dirty_convs(now);
             }
             if let Some(c) = self.dirty_convs.pop() {
+                convs_sorted = self.dirty_convs.len();
                 self.route_conversation(now, c);
                 continue;
             }
-            if self.dirty_agents.len() > 1 {
+            if self.dirty_agents.len() > 1 && self.dirty_agents.len() != agents_sorted {
                 // Lowest index first: agents published at the same instant
                 // then arrive in key order and stay on the ready sets' fast path.
                 self.dirty_agents.sort_unstable_by(|x, y| y.cmp(x));
             }
             if let Some(a) = self.dirty_agents.pop() {
+                agents_sorted = self.dirty_agents.len();
                 self.agents[a as usize].dirty = false;
                 self.pull(now, a);
                 self.publish(a);
