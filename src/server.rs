@@ -334,6 +334,24 @@ fn spawn_housekeeping(
     // about a second of it, rarely enough that the scan is negligible.
     let evict_every = Duration::from_millis(retain_ended_ms / 10)
         .clamp(Duration::from_millis(200), Duration::from_secs(60));
+    // Conversations a restart left packed in the snapshot it read are
+    // decoded a batch at a time once the server is up, so the mapped file
+    // can be let go (a record used before then is decoded on the spot).
+    let unpacking = Arc::clone(&hub);
+    arbiter.spawn(async move {
+        let start = clock::instant();
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            if unpacking.store.unpack_some(5_000) == 0 {
+                break;
+            }
+        }
+        tracing::debug!(
+            secs = clock::elapsed_secs(start),
+            "every restored conversation record decoded"
+        );
+    });
     arbiter.spawn(async move {
         let mut every = stats_every.min(Duration::from_secs(1));
         if retain_ended_ms > 0 {

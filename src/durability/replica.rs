@@ -166,6 +166,9 @@ impl Replica {
                         stats.last_seq
                     )));
                 }
+                // This thread's copy is decoded whole now (it lets the
+                // snapshot file go; the live store does it in the background).
+                base.1.unpack_some(usize::MAX);
                 (base.0, base.1, until)
             }
         };

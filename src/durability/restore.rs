@@ -165,7 +165,9 @@ fn rebuild(
         }
     };
     let store_sections = sections.store()?;
-    let builder = StoreBuilder::new(&store_sections);
+    // Records are checked now and decoded on first use (or in the
+    // background once the server is ready): see `Store::unpack_some`.
+    let builder = StoreBuilder::lazy(&store_sections, sections.packed_store());
     let start = clock::instant();
     // The core on this thread, the store's chunks on the others; whoever
     // is done first takes the chunks that are left.

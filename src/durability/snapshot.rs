@@ -24,12 +24,13 @@ use super::record::Seq;
 use crate::routing::{CoreSnapshot, Millis};
 use crate::store::codec::{self, ImageError, StoreSections};
 use crate::store::legacy::StoreImageV1;
-use crate::store::StoreImage;
+use crate::store::{PackedSection, StoreImage};
 use serde::Deserialize;
 use std::fs::{self, File};
 use std::io::{Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// First bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"SWBSNAP\0";
@@ -79,6 +80,12 @@ impl std::ops::Deref for FileBytes {
     }
 }
 
+impl AsRef<[u8]> for FileBytes {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
 impl From<Vec<u8>> for FileBytes {
     fn from(v: Vec<u8>) -> Self {
         FileBytes::Owned(v)
@@ -108,8 +115,9 @@ pub enum Contents {
 #[derive(Debug)]
 pub struct Sections {
     path: PathBuf,
-    /// The whole file, header included.
-    body: FileBytes,
+    /// The whole file, header included (shared with the records a restart
+    /// leaves packed in it).
+    body: Arc<FileBytes>,
     core: Range<usize>,
     store: Range<usize>,
 }
@@ -123,6 +131,14 @@ impl Sections {
                 source,
             }
         })
+    }
+
+    /// The store's section as shared bytes, for records left packed.
+    pub fn packed_store(&self) -> PackedSection {
+        PackedSection {
+            bytes: Arc::clone(&self.body) as Arc<dyn AsRef<[u8]> + Send + Sync>,
+            range: self.store.clone(),
+        }
     }
 
     /// The store's section, split into chunks (records not yet decoded).
@@ -287,11 +303,12 @@ pub fn check(path: &Path, bytes: impl Into<FileBytes>) -> Result<SnapshotFile, S
         });
     }
     if version == LEGACY_VERSION {
-        let v1: BodyV1 =
-            bincode::deserialize(&bytes[HEADER_LEN..end]).map_err(|source| SnapshotError::Decode {
+        let v1: BodyV1 = bincode::deserialize(&bytes[HEADER_LEN..end]).map_err(|source| {
+            SnapshotError::Decode {
                 path: path_buf(),
                 source,
-            })?;
+            }
+        })?;
         return Ok(SnapshotFile {
             path: path_buf(),
             seq: v1.seq,
@@ -325,7 +342,7 @@ pub fn check(path: &Path, bytes: impl Into<FileBytes>) -> Result<SnapshotFile, S
         path: path_buf(),
         core: core_start..core_end,
         store: core_end..end,
-        body: bytes,
+        body: Arc::new(bytes),
     };
     sections.store()?;
     Ok(SnapshotFile {

@@ -28,10 +28,12 @@
 
 use super::compact::{Attributes, LocalNames, MalformedTranscript, Transcript};
 use super::image::StoreImage;
-use super::{AgentRecord, ConversationRecord, ConversationState, Name, Store};
+use super::{AgentRecord, ConversationRecord, ConversationState, Name, Slot, Store};
 use crate::routing::ConversationId;
+use smallvec::SmallVec;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
 
 /// Conversations per chunk: small enough to share out among threads, large
@@ -222,6 +224,170 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// One record, borrowed from the section's bytes with every field checked
+/// (UTF-8, tags, the transcript's lines): reading one allocates nothing.
+pub(super) struct RecordView<'a> {
+    key: ConversationId,
+    customer: &'a str,
+    channel: &'a str,
+    queue: &'a str,
+    owner: &'a str,
+    priority: i32,
+    pub(super) state: ConversationState,
+    agent_id: Option<&'a str>,
+    offer_id: Option<&'a str>,
+    previous_agent_id: Option<&'a str>,
+    outcome: Option<&'static str>,
+    opened_at_ms: u64,
+    assigned_at_ms: Option<u64>,
+    pub(super) ended_at_ms: Option<u64>,
+    agent_replied: bool,
+    previous_channels: SmallVec<[&'a str; 2]>,
+    attributes: &'a str,
+    transcript: &'a [u8],
+}
+
+impl<'a> RecordView<'a> {
+    /// The record at `at` in a store section (an offset [`StoreBuilder`]
+    /// checked when it left the record packed).
+    pub(super) fn at(section: &'a [u8], at: u64) -> Result<RecordView<'a>, ImageError> {
+        let at = at as usize;
+        let mut r = Reader {
+            bytes: section.get(at..).unwrap_or_default(),
+            at: 0,
+            base: at,
+        };
+        RecordView::read(&mut r)
+    }
+
+    fn read(r: &mut Reader<'a>) -> Result<RecordView<'a>, ImageError> {
+        let key = ConversationId(r.u64("a conversation key")?);
+        let customer = r.str("a customer id")?;
+        let channel = r.str("a channel")?;
+        let queue = r.str("a queue")?;
+        let owner = r.str("an owner")?;
+        let priority = r.u32("a priority")? as i32;
+        let state = match r.u8("a state")? {
+            0 => ConversationState::Waiting,
+            1 => ConversationState::Offered,
+            2 => ConversationState::Assigned,
+            3 => ConversationState::Ended,
+            value => {
+                return Err(ImageError::Value {
+                    what: "state",
+                    value,
+                    at: r.base + r.at - 1,
+                })
+            }
+        };
+        let agent_id = r.opt_str("an agent id")?;
+        let offer_id = r.opt_str("an offer id")?;
+        let previous_agent_id = r.opt_str("a previous agent id")?;
+        let outcome = match r.u8("an outcome")? {
+            0 => None,
+            1 => Some("completed"),
+            2 => Some("abandoned"),
+            value => {
+                return Err(ImageError::Value {
+                    what: "outcome",
+                    value,
+                    at: r.base + r.at - 1,
+                })
+            }
+        };
+        let opened_at_ms = r.u64("an open time")?;
+        let assigned_at_ms = r.opt_u64("an assign time")?;
+        let ended_at_ms = r.opt_u64("an end time")?;
+        let agent_replied = r.flag("agent replied")?;
+        let n = r.u32("the previous channels")?;
+        let previous_channels = (0..n)
+            .map(|_| r.str("a previous channel"))
+            .collect::<Result<SmallVec<_>, _>>()?;
+        let attributes = r.str("the attributes")?;
+        let len = r.u32("a transcript")? as usize;
+        let transcript = r.take(len, "a transcript")?;
+        Transcript::check(transcript).map_err(|source| ImageError::Transcript {
+            conversation: key,
+            source,
+        })?;
+        Ok(RecordView {
+            key,
+            customer,
+            channel,
+            queue,
+            owner,
+            priority,
+            state,
+            agent_id,
+            offer_id,
+            previous_agent_id,
+            outcome,
+            opened_at_ms,
+            assigned_at_ms,
+            ended_at_ms,
+            agent_replied,
+            previous_channels,
+            attributes,
+            transcript,
+        })
+    }
+
+    /// The owned record, with `customer` as its customer id and names
+    /// shared through `name`.
+    pub(super) fn to_record(
+        &self,
+        customer: Name,
+        name: &mut dyn FnMut(&str) -> Name,
+    ) -> ConversationRecord {
+        ConversationRecord {
+            key: self.key,
+            customer_id: customer,
+            channel: name(self.channel),
+            queue: name(self.queue),
+            priority: self.priority,
+            state: self.state,
+            agent_id: self.agent_id.map(&mut *name),
+            offer_id: self.offer_id.map(str::to_string),
+            transcript: Transcript::from_checked(self.transcript),
+            attributes: Attributes::from_json(self.attributes),
+            previous_channels: self.previous_channels.iter().map(|c| name(c)).collect(),
+            previous_agent_id: self.previous_agent_id.map(&mut *name),
+            outcome: self.outcome,
+            opened_at_ms: self.opened_at_ms,
+            assigned_at_ms: self.assigned_at_ms,
+            ended_at_ms: self.ended_at_ms,
+            agent_replied: self.agent_replied,
+            owner: name(self.owner),
+        }
+    }
+
+    pub(super) fn customer(&self) -> &'a str {
+        self.customer
+    }
+}
+
+/// The store section of the snapshot a restart read, shared by the records
+/// it left packed: `bytes[range]` is the section.
+#[derive(Clone)]
+pub struct PackedSection {
+    pub bytes: Arc<dyn AsRef<[u8]> + Send + Sync>,
+    pub range: std::ops::Range<usize>,
+}
+
+impl PackedSection {
+    pub(super) fn section(&self) -> &[u8] {
+        &(*self.bytes).as_ref()[self.range.clone()]
+    }
+}
+
+impl std::fmt::Debug for PackedSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedSection")
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The store section split into its parts (framing checked, records not yet).
 #[derive(Debug)]
 pub struct StoreSections<'a> {
@@ -301,12 +467,22 @@ impl<'a> LocalCustomers<'a> {
     }
 }
 
+/// What one restore thread keeps to itself: its names, its customers, and
+/// the keys it left packed.
+type Local<'l, 'a> = (
+    &'l mut LocalNames,
+    &'l mut LocalCustomers<'a>,
+    &'l mut Vec<ConversationId>,
+);
+
 /// Rebuilds a store from its sections: any number of threads call
 /// [`work`](Self::work) (each takes the next chunk until none is left), then
 /// [`finish`](Self::finish).
 #[derive(Debug)]
 pub struct StoreBuilder<'s, 'a> {
     sections: &'s StoreSections<'a>,
+    /// Leave records in the snapshot's bytes ([`Slot::Packed`]).
+    lazy: bool,
     store: Store,
     next: AtomicUsize,
     /// Names each worker interned, handed to the store at the end.
@@ -314,25 +490,39 @@ pub struct StoreBuilder<'s, 'a> {
 }
 
 impl<'s, 'a> StoreBuilder<'s, 'a> {
+    /// A builder that decodes every record.
     pub fn new(sections: &'s StoreSections<'a>) -> Self {
         StoreBuilder {
             sections,
+            lazy: false,
             store: Store::with_capacity(sections.conversations as usize, 0),
             next: AtomicUsize::new(0),
             names: Mutex::new(Vec::new()),
         }
     }
 
+    /// A builder that checks every record but leaves it in `section` (the
+    /// bytes `sections` were parsed from, shared) until it is first used:
+    /// a restart is ready without allocating a million records.
+    pub fn lazy(sections: &'s StoreSections<'a>, section: PackedSection) -> Self {
+        let mut builder = StoreBuilder::new(sections);
+        builder.lazy = true;
+        builder.store.set_packed(section);
+        builder
+    }
+
     /// Decodes chunks into the store until none is left (or one fails).
     pub fn work(&self) -> Result<(), ImageError> {
         let mut names = LocalNames::default();
         let mut customers = LocalCustomers::default();
+        let mut packed = Vec::new();
         let result = loop {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
             let Some(&(at, count, bytes)) = self.sections.chunks.get(i) else {
                 break Ok(());
             };
-            let decoded = self.decode_chunk(i, at, count, bytes, &mut names, &mut customers);
+            let mut local = (&mut names, &mut customers, &mut packed);
+            let decoded = self.decode_chunk(i, at, count, bytes, &mut local);
             if let Err(e) = decoded {
                 // Stop the others too: the store will not be used.
                 self.next.store(usize::MAX / 2, Ordering::Relaxed);
@@ -341,6 +531,7 @@ impl<'s, 'a> StoreBuilder<'s, 'a> {
         };
         if result.is_ok() {
             self.store.merge_customers(customers.into_lists());
+            self.store.add_packed_keys(packed);
         }
         self.names
             .lock()
@@ -355,8 +546,7 @@ impl<'s, 'a> StoreBuilder<'s, 'a> {
         at: usize,
         count: u32,
         bytes: &'a [u8],
-        names: &mut LocalNames,
-        customers: &mut LocalCustomers<'a>,
+        (names, customers, packed): &mut Local<'_, 'a>,
     ) -> Result<(), ImageError> {
         let mut r = Reader {
             bytes,
@@ -365,10 +555,11 @@ impl<'s, 'a> StoreBuilder<'s, 'a> {
         };
         let mut found = 0u32;
         while r.at < bytes.len() {
-            let record = self.decode_record(&mut r, names, customers)?;
-            self.store
-                .conversations
-                .insert(record.key, Box::new(record));
+            let (key, slot) = self.decode_record(&mut r, names, customers)?;
+            if let Slot::Packed(_) = slot {
+                packed.push(key);
+            }
+            self.store.conversations.insert(key, slot);
             found += 1;
         }
         if found != count {
@@ -386,78 +577,17 @@ impl<'s, 'a> StoreBuilder<'s, 'a> {
         r: &mut Reader<'a>,
         names: &mut LocalNames,
         customers: &mut LocalCustomers<'a>,
-    ) -> Result<ConversationRecord, ImageError> {
-        let key = ConversationId(r.u64("a conversation key")?);
-        let customer = r.str("a customer id")?;
-        let channel = names.get(r.str("a channel")?);
-        let queue = names.get(r.str("a queue")?);
-        let owner = names.get(r.str("an owner")?);
-        let priority = r.u32("a priority")? as i32;
-        let state = match r.u8("a state")? {
-            0 => ConversationState::Waiting,
-            1 => ConversationState::Offered,
-            2 => ConversationState::Assigned,
-            3 => ConversationState::Ended,
-            value => {
-                return Err(ImageError::Value {
-                    what: "state",
-                    value,
-                    at: r.base + r.at - 1,
-                })
-            }
+    ) -> Result<(ConversationId, Slot), ImageError> {
+        let at = (r.base + r.at) as u64;
+        let view = RecordView::read(r)?;
+        let customer = customers.link(view.customer, view.key);
+        let slot = if self.lazy {
+            // Checked, linked, and left in the snapshot's bytes until used.
+            Slot::Packed(at)
+        } else {
+            Slot::Record(Box::new(view.to_record(customer, &mut |n| names.get(n))))
         };
-        let agent_id = r.opt_str("an agent id")?.map(|a| names.get(a));
-        let offer_id = r.opt_str("an offer id")?.map(str::to_string);
-        let previous_agent_id = r.opt_str("a previous agent id")?.map(|a| names.get(a));
-        let outcome = match r.u8("an outcome")? {
-            0 => None,
-            1 => Some("completed"),
-            2 => Some("abandoned"),
-            value => {
-                return Err(ImageError::Value {
-                    what: "outcome",
-                    value,
-                    at: r.base + r.at - 1,
-                })
-            }
-        };
-        let opened_at_ms = r.u64("an open time")?;
-        let assigned_at_ms = r.opt_u64("an assign time")?;
-        let ended_at_ms = r.opt_u64("an end time")?;
-        let agent_replied = r.flag("agent replied")?;
-        let n = r.u32("the previous channels")?;
-        let previous_channels = (0..n)
-            .map(|_| r.str("a previous channel").map(|c| names.get(c)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let attributes = Attributes::from_json(r.str("the attributes")?);
-        let len = r.u32("a transcript")? as usize;
-        let transcript =
-            Transcript::from_bytes(r.take(len, "a transcript")?).map_err(|source| {
-                ImageError::Transcript {
-                    conversation: key,
-                    source,
-                }
-            })?;
-        Ok(ConversationRecord {
-            key,
-            customer_id: customers.link(customer, key),
-            channel,
-            queue,
-            priority,
-            state,
-            agent_id,
-            offer_id,
-            transcript,
-            attributes,
-            previous_channels,
-            previous_agent_id,
-            outcome,
-            opened_at_ms,
-            assigned_at_ms,
-            ended_at_ms,
-            agent_replied,
-            owner,
-        })
+        Ok((view.key, slot))
     }
 
     /// The rebuilt store: customers list their conversations oldest first
@@ -479,5 +609,121 @@ impl<'s, 'a> StoreBuilder<'s, 'a> {
             store.agents.insert(a.id.clone(), a);
         }
         Ok(store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::protocol::Speaker;
+
+    fn record(n: u64, customer: &str, channel: &str) -> ConversationRecord {
+        ConversationRecord::new(
+            ConversationId(n),
+            customer.into(),
+            channel.into(),
+            "general".into(),
+            0,
+            Attributes::from_json(r#"{"order":7}"#),
+            "gw".into(),
+            1_000 + n,
+        )
+    }
+
+    /// A store rebuilt lazily from the encoded form of `store`.
+    fn lazily_rebuilt(store: &Store) -> Store {
+        let image = StoreImage::from_records(store.records());
+        let mut bytes = Vec::new();
+        encode(&image, &mut bytes).expect("encode");
+        let bytes: Arc<dyn AsRef<[u8]> + Send + Sync> = Arc::new(bytes);
+        let section = PackedSection {
+            range: 0..(*bytes).as_ref().len(),
+            bytes: Arc::clone(&bytes),
+        };
+        let sections = StoreSections::parse((*bytes).as_ref()).expect("framing");
+        let builder = StoreBuilder::lazy(&sections, section.clone());
+        builder.work().expect("records check out");
+        builder.finish().expect("agents")
+    }
+
+    #[test]
+    fn a_lazily_restored_store_reads_updates_and_forgets_like_a_decoded_one() {
+        let live = Store::new();
+        live.insert_conversation(record(1, "cu", "chat"));
+        live.insert_conversation(record(2, "cu", "voice"));
+        live.insert_conversation(record(3, "solo", "email"));
+        live.append_line(ConversationId(1), Speaker::Customer, "hello".into(), 5);
+        live.update_conversation(ConversationId(3), |r| {
+            r.state = ConversationState::Ended;
+            r.ended_at_ms = Some(9_000);
+        });
+
+        let store = lazily_rebuilt(&live);
+        assert!(store.packed().is_some());
+        // Reads decode without changing anything.
+        assert_eq!(
+            StoreImage::from_records(store.records()),
+            StoreImage::from_records(live.records())
+        );
+        assert_eq!(store.live_conversations(), 2);
+        assert_eq!(store.ended_before(9_000), vec![ConversationId(3)]);
+        assert_eq!(store.ended_before(8_999), vec![]);
+        let history: Vec<u64> = store
+            .customer_conversations("cu")
+            .iter()
+            .map(|r| r.key.0)
+            .collect();
+        assert_eq!(history, [1, 2]);
+        let (_, context) = store.offer_context(ConversationId(2)).expect("known");
+        assert_eq!(context.customer_history.len(), 1);
+        assert_eq!(context.transcript.len(), 0);
+        // A write decodes the record for good.
+        store.append_line(ConversationId(1), Speaker::Agent, "hi".into(), 6);
+        let one = store.conversation(ConversationId(1)).expect("known");
+        assert_eq!(one.transcript.len(), 2);
+        assert_eq!(one.attributes.to_map()["order"], 7);
+        // Forgetting a packed one unlinks it from its customer.
+        store.remove_conversation(ConversationId(2));
+        assert_eq!(store.customer_conversations("cu").len(), 1);
+        // Decoding in the background lets the snapshot's bytes go.
+        assert_eq!(
+            store.unpack_some(1),
+            2,
+            "three were packed, one decoded now"
+        );
+        assert_eq!(store.unpack_some(usize::MAX), 0);
+        assert!(store.packed().is_none());
+        assert_eq!(
+            store
+                .conversation(ConversationId(3))
+                .expect("known")
+                .ended_at_ms,
+            Some(9_000)
+        );
+        assert_eq!(store.conversation(ConversationId(1)), Some(one));
+    }
+
+    #[test]
+    fn a_damaged_record_is_refused_when_the_store_is_rebuilt_not_when_read() {
+        let live = Store::new();
+        live.insert_conversation(record(1, "cu", "chat"));
+        let image = StoreImage::from_records(live.records());
+        let mut bytes = Vec::new();
+        encode(&image, &mut bytes).expect("encode");
+        // The record is last; its state byte follows the key, four strings
+        // (`cu`, `chat`, `general`, `gw`) and the priority.
+        let mut one = Vec::new();
+        encode_record(&image.conversations[0], &mut one);
+        let at = bytes.len() - one.len() + 8 + (4 + 2) + (4 + 4) + (4 + 7) + (4 + 2) + 4;
+        assert_eq!(bytes[at], 0, "waiting");
+        let mut damaged = bytes.clone();
+        damaged[at] = 9;
+        let sections = StoreSections::parse(&damaged).expect("framing is intact");
+        let section = PackedSection {
+            range: 0..damaged.len(),
+            bytes: Arc::new(damaged.clone()),
+        };
+        let builder = StoreBuilder::lazy(&sections, section);
+        assert!(builder.work().is_err(), "a bad tag is caught at restore");
     }
 }

@@ -110,13 +110,26 @@ impl LineRef<'_> {
 impl Transcript {
     /// Wraps bytes checked to be a transcript.
     pub fn from_bytes(bytes: &[u8]) -> Result<Transcript, MalformedTranscript> {
+        Transcript::check(bytes)?;
+        Ok(Transcript {
+            bytes: bytes.into(),
+        })
+    }
+
+    /// Wraps bytes that passed [`Transcript::check`].
+    pub(super) fn from_checked(bytes: &[u8]) -> Transcript {
+        Transcript {
+            bytes: bytes.into(),
+        }
+    }
+
+    /// Whether `bytes` are whole, valid lines (without copying them).
+    pub fn check(bytes: &[u8]) -> Result<(), MalformedTranscript> {
         let mut at = 0;
         while at < bytes.len() {
             at = decode_line(bytes, at).ok_or(MalformedTranscript { at })?.1;
         }
-        Ok(Transcript {
-            bytes: bytes.into(),
-        })
+        Ok(())
     }
 
     /// The encoded lines (what a snapshot stores).

@@ -32,7 +32,7 @@ impl Store {
             conversations: self
                 .conversations
                 .iter()
-                .map(|r| ConversationRecord::clone(&r))
+                .filter_map(|r| self.read_slot(*r.key(), r.value(), ConversationRecord::clone))
                 .collect(),
             agents: self.agents.iter().map(|r| r.clone()).collect(),
         }
@@ -45,6 +45,8 @@ impl Store {
             customers: DashMap::default(),
             agents: DashMap::with_capacity(agents),
             names: Default::default(),
+            packed: Default::default(),
+            packed_keys: Default::default(),
         }
     }
 

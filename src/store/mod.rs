@@ -20,14 +20,17 @@ pub mod image;
 pub mod legacy;
 
 pub use apply::{apply_command, apply_effect, apply_fact, outcome_str, Fact, Released};
+pub use codec::PackedSection;
 pub use compact::{Attributes, Name, Names, Transcript};
 pub use image::{StoreImage, StoreRecords};
 
 use crate::api::protocol::{HistoryEntry, OfferContext, Speaker, TranscriptLine};
 use crate::routing::{AgentStatus, ConversationId, Millis};
+use codec::RecordView;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError, RwLock};
 
 /// Where a conversation is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,15 +155,29 @@ pub struct AgentRecord {
 
 type Hasher = ahash::RandomState;
 
+/// A conversation in the map.
+#[derive(Debug)]
+pub(crate) enum Slot {
+    /// Boxed: the table stays small (a restart fills it at random places)
+    /// and the records lie in allocation order.
+    Record(Box<ConversationRecord>),
+    /// Still in the snapshot a restart read: its offset in the store
+    /// section ([`Store::packed`]), checked then, decoded on first use.
+    Packed(u64),
+}
+
 /// The three maps and the names they share. Cheap to share behind an `Arc`.
 #[derive(Debug, Default)]
 pub struct Store {
-    /// Boxed: the table stays small (a restart fills it at random places)
-    /// and the records lie in allocation order.
-    conversations: DashMap<ConversationId, Box<ConversationRecord>, Hasher>,
+    conversations: DashMap<ConversationId, Slot, Hasher>,
     customers: DashMap<Name, Vec<ConversationId>, Hasher>,
     agents: DashMap<String, AgentRecord>,
     names: Names,
+    /// The snapshot section packed records point into; dropped once
+    /// [`Store::unpack_some`] has decoded them all.
+    packed: RwLock<Option<PackedSection>>,
+    /// The keys a restart left packed, for [`Store::unpack_some`].
+    packed_keys: Mutex<Vec<ConversationId>>,
 }
 
 impl Store {
@@ -173,40 +190,153 @@ impl Store {
         self.names.get(name)
     }
 
+    /// The packed section, if a restart left records in it.
+    fn packed(&self) -> Option<PackedSection> {
+        self.packed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_packed(&self, section: PackedSection) {
+        *self.packed.write().unwrap_or_else(PoisonError::into_inner) = Some(section);
+    }
+
+    pub(crate) fn add_packed_keys(&self, keys: Vec<ConversationId>) {
+        self.packed_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(keys);
+    }
+
+    /// The state and end time of a slot, without decoding a packed one.
+    fn state_of(
+        slot: &Slot,
+        section: Option<&PackedSection>,
+    ) -> Option<(ConversationState, Option<Millis>)> {
+        match slot {
+            Slot::Record(r) => Some((r.state, r.ended_at_ms)),
+            Slot::Packed(at) => {
+                let view = RecordView::at(section?.section(), *at).ok()?;
+                Some((view.state, view.ended_at_ms))
+            }
+        }
+    }
+
+    /// Decodes a packed record (checked when the restart left it packed, so
+    /// a failure here is a bug: logged, and the record reads as missing).
+    fn unpack(&self, key: ConversationId, at: u64) -> Option<ConversationRecord> {
+        let section = self.packed()?;
+        let decoded = match RecordView::at(section.section(), at) {
+            Ok(view) => {
+                Some(view.to_record(Name::from(view.customer()), &mut |n| self.names.get(n)))
+            }
+            Err(e) => {
+                tracing::error!(conversation = %key, error = %e, "a packed conversation record does not decode");
+                None
+            }
+        };
+        decoded
+    }
+
+    /// A slot's record, decoded if packed.
+    fn read_slot<R>(
+        &self,
+        key: ConversationId,
+        slot: &Slot,
+        f: impl FnOnce(&ConversationRecord) -> R,
+    ) -> Option<R> {
+        match slot {
+            Slot::Record(r) => Some(f(r)),
+            Slot::Packed(at) => self.unpack(key, *at).map(|r| f(&r)),
+        }
+    }
+
+    /// Decodes up to `batch` of the records a restart left packed (the
+    /// server does this in the background after it is ready); returns how
+    /// many are left. With none left, the snapshot's bytes are let go.
+    pub fn unpack_some(&self, batch: usize) -> usize {
+        let keys: Vec<ConversationId> = {
+            let mut keys = self
+                .packed_keys
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let from = keys.len().saturating_sub(batch);
+            keys.drain(from..).collect()
+        };
+        for key in keys {
+            if let Some(mut slot) = self.conversations.get_mut(&key) {
+                if let Slot::Packed(at) = *slot {
+                    if let Some(record) = self.unpack(key, at) {
+                        *slot = Slot::Record(Box::new(record));
+                    }
+                }
+            }
+        }
+        let left = self
+            .packed_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        if left == 0 {
+            self.packed
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+        }
+        left
+    }
+
     /// Ended conversations whose end is at or before `cutoff`.
     pub fn ended_before(&self, cutoff: Millis) -> Vec<ConversationId> {
+        let section = self.packed();
         self.conversations
             .iter()
             .filter(|r| {
-                r.state == ConversationState::Ended && r.ended_at_ms.is_some_and(|t| t <= cutoff)
+                Self::state_of(r.value(), section.as_ref()).is_some_and(|(state, ended)| {
+                    state == ConversationState::Ended && ended.is_some_and(|t| t <= cutoff)
+                })
             })
-            .map(|r| r.key)
+            .map(|r| *r.key())
             .collect()
     }
 
     /// Forgets a conversation: its record and its place in the customer's list.
     pub fn remove_conversation(&self, id: ConversationId) {
-        let Some((_, record)) = self.conversations.remove(&id) else {
+        let Some((_, slot)) = self.conversations.remove(&id) else {
             return;
+        };
+        let customer: Name = match slot {
+            Slot::Record(r) => r.customer_id,
+            Slot::Packed(at) => {
+                let section = self.packed();
+                let view = section
+                    .as_ref()
+                    .and_then(|s| RecordView::at(s.section(), at).ok());
+                match view {
+                    Some(view) => Name::from(view.customer()),
+                    None => return,
+                }
+            }
         };
         let emptied = self
             .customers
-            .get_mut(&record.customer_id)
+            .get_mut(&customer)
             .map(|mut ids| {
                 ids.retain(|c| *c != id);
                 ids.is_empty()
             })
             .unwrap_or(false);
         if emptied {
-            self.customers
-                .remove_if(&record.customer_id, |_, ids| ids.is_empty());
+            self.customers.remove_if(&customer, |_, ids| ids.is_empty());
         }
     }
 
     /// Adds a new conversation and links it to its customer.
     pub fn insert_conversation(&self, mut record: ConversationRecord) {
         record.customer_id = self.link_customer(&record.customer_id, record.key);
-        self.conversations.insert(record.key, Box::new(record));
+        self.conversations
+            .insert(record.key, Slot::Record(Box::new(record)));
     }
 
     /// Appends `conversation` to the customer's list; returns the customer
@@ -231,9 +361,11 @@ impl Store {
 
     /// A copy of one conversation.
     pub fn conversation(&self, id: ConversationId) -> Option<ConversationRecord> {
-        self.conversations
-            .get(&id)
-            .map(|r| ConversationRecord::clone(&r))
+        let slot = self.conversations.get(&id)?;
+        match slot.value() {
+            Slot::Record(r) => Some(ConversationRecord::clone(r)),
+            Slot::Packed(at) => self.unpack(id, *at),
+        }
     }
 
     /// Runs `f` on one conversation under its lock; `None` if it is unknown.
@@ -242,7 +374,14 @@ impl Store {
         id: ConversationId,
         f: impl FnOnce(&mut ConversationRecord) -> R,
     ) -> Option<R> {
-        self.conversations.get_mut(&id).map(|mut r| f(&mut r))
+        let mut slot = self.conversations.get_mut(&id)?;
+        if let Slot::Packed(at) = *slot {
+            *slot = Slot::Record(Box::new(self.unpack(id, at)?));
+        }
+        match &mut *slot {
+            Slot::Record(r) => Some(f(r)),
+            Slot::Packed(_) => None,
+        }
     }
 
     /// Appends one transcript line.
@@ -278,19 +417,25 @@ impl Store {
 
     /// Number of live (not ended) conversations.
     pub fn live_conversations(&self) -> usize {
+        let section = self.packed();
         self.conversations
             .iter()
-            .filter(|r| r.state != ConversationState::Ended)
+            .filter(|r| Self::is_live(r.value(), section.as_ref()))
             .count()
     }
 
     /// Every live conversation id (used by supervision's periodic check).
     pub fn live_conversation_ids(&self) -> Vec<ConversationId> {
+        let section = self.packed();
         self.conversations
             .iter()
-            .filter(|r| r.state != ConversationState::Ended)
-            .map(|r| r.key)
+            .filter(|r| Self::is_live(r.value(), section.as_ref()))
+            .map(|r| *r.key())
             .collect()
+    }
+
+    fn is_live(slot: &Slot, section: Option<&PackedSection>) -> bool {
+        Self::state_of(slot, section).is_some_and(|(state, _)| state != ConversationState::Ended)
     }
 
     /// The context that goes with an offer of conversation `id`.
@@ -304,8 +449,8 @@ impl Store {
         let customer_history = others
             .into_iter()
             .filter_map(|other| {
-                let other = self.conversations.get(&other)?;
-                Some(HistoryEntry {
+                let slot = self.conversations.get(&other)?;
+                self.read_slot(other, &slot, |other| HistoryEntry {
                     conversation_id: other.id(),
                     channel: other.channel.to_string(),
                     state: other.state.as_str().to_string(),
