@@ -1577,12 +1577,16 @@ impl Engine {
                 epoch: slot.epoch,
             };
             let ready_epoch = &self.ready_epoch;
+            let seed = self.settings.seed;
+            let groups = &mut self.groups;
             for &g in &ag.groups[ch] {
-                let group = &mut self.groups[g as usize];
+                let Some(group) = groups.get_mut(g as usize) else {
+                    continue;
+                };
                 let e = if group.ordered_keys() {
                     idle_entry
                 } else {
-                    ready_entry(ag, &group.key, ch, a, self.settings.seed)
+                    ready_entry(ag, &group.key, ch, a, seed)
                 };
                 group.push_ready(e, |e| entry_valid(ready_epoch, nch, e, ch));
             }

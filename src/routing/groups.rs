@@ -14,7 +14,7 @@
 use super::ids::{ChannelId, ConversationId, SkillId};
 use super::settings::{Millis, SelectionPolicy};
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap};
 
 /// What makes two conversations interchangeable for routing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -58,18 +58,21 @@ pub type LineKey = (i64, u64, ConversationId);
 /// The ready agents of one group, smallest key first, with lazy deletion.
 ///
 /// Keys of `longest_idle` are publish times, which almost always arrive in
-/// increasing order: those go to the back of a deque, so stale entries are
-/// popped from its front sequentially, at O(1) and cache-friendly. An entry
+/// increasing order: those are appended to a vector whose live part starts at
+/// `head`, so stale entries are skipped from the front by moving an index
+/// (no ring arithmetic), sequentially and cache-friendly, and the dead prefix
+/// is dropped in one move when the vector would otherwise grow. An entry
 /// older than the back (rare: a re-publish with an unchanged key, or one set
 /// aside and put back) goes to a small side heap. Other policies' keys arrive
 /// in any order and use the heap alone.
 #[derive(Debug, Clone, Default)]
 pub struct ReadySet {
-    fifo: VecDeque<ReadyEntry>,
-    /// `fifo`'s last entry, field by field (meaningful while `fifo` is not
-    /// empty): a push compares against it, in the group's first cache line,
-    /// instead of reading the ring's tail, a cache miss per group when an
-    /// agent is published into a dozen of them.
+    /// In-order entries; `fifo[head..]` is live, `fifo[..head]` is spent.
+    fifo: Vec<ReadyEntry>,
+    head: u32,
+    /// `fifo`'s last entry, field by field (meaningful while `fifo` has live
+    /// entries): a push compares against it, in the group's first cache line,
+    /// instead of reading the vector's tail.
     back_key: u64,
     back_agent: u32,
     back_epoch: u32,
@@ -82,19 +85,60 @@ pub struct ReadySet {
 }
 
 impl ReadySet {
+    #[inline]
     pub fn push(&mut self, e: ReadyEntry, ordered: bool) {
-        let back = ReadyEntry {
-            key: self.back_key,
-            agent: self.back_agent,
-            epoch: self.back_epoch,
-        };
-        if ordered && (self.fifo.is_empty() || back <= e) {
-            self.fifo.push_back(e);
-            (self.back_key, self.back_agent, self.back_epoch) = (e.key, e.agent, e.epoch);
+        if ordered && (self.fifo_is_empty() || self.at_or_after_back(&e)) {
+            self.push_back(e);
         } else {
             self.heap
                 .get_or_insert_with(Default::default)
                 .push(Reverse(e));
+        }
+    }
+
+    /// Whether `e` sorts at or after the last in-order entry (key first:
+    /// publish times nearly always grow, so one compare decides).
+    #[inline]
+    fn at_or_after_back(&self, e: &ReadyEntry) -> bool {
+        if e.key != self.back_key {
+            return e.key > self.back_key;
+        }
+        (self.back_agent, self.back_epoch) <= (e.agent, e.epoch)
+    }
+
+    #[inline]
+    fn push_back(&mut self, e: ReadyEntry) {
+        if self.fifo.len() == self.fifo.capacity() && self.head as usize * 2 >= self.fifo.len() {
+            self.drop_spent();
+        }
+        self.fifo.push(e);
+        (self.back_key, self.back_agent, self.back_epoch) = (e.key, e.agent, e.epoch);
+    }
+
+    /// Moves the live entries to the front, instead of growing the vector.
+    #[cold]
+    fn drop_spent(&mut self) {
+        self.fifo.drain(..self.head as usize);
+        self.head = 0;
+    }
+
+    #[inline]
+    fn fifo_is_empty(&self) -> bool {
+        self.head as usize == self.fifo.len()
+    }
+
+    #[inline]
+    fn fifo_front(&self) -> Option<&ReadyEntry> {
+        self.fifo.get(self.head as usize)
+    }
+
+    /// Drops the first in-order entry (there is one).
+    #[inline]
+    fn fifo_advance(&mut self) {
+        self.head += 1;
+        if self.fifo_is_empty() {
+            self.fifo.clear();
+            self.head = 0;
         }
     }
 
@@ -117,7 +161,7 @@ impl ReadySet {
 
     /// The smallest entry, valid or not.
     pub fn peek(&self) -> Option<ReadyEntry> {
-        match (self.fifo.front(), self.heap_top()) {
+        match (self.fifo_front(), self.heap_top()) {
             (Some(f), Some(h)) => Some(if f <= h { *f } else { *h }),
             (Some(f), None) => Some(*f),
             (None, Some(h)) => Some(*h),
@@ -127,28 +171,41 @@ impl ReadySet {
 
     /// Removes the smallest entry.
     pub fn pop(&mut self) -> Option<ReadyEntry> {
-        let from_fifo = match (self.fifo.front(), self.heap_top()) {
+        let from_fifo = match (self.fifo_front(), self.heap_top()) {
             (Some(f), Some(h)) => f <= h,
             (Some(_), None) => true,
             (None, _) => false,
         };
         if from_fifo {
-            self.fifo.pop_front()
+            let e = self.fifo_front().copied();
+            self.fifo_advance();
+            e
         } else {
             self.heap_pop()
         }
     }
 
-    /// Drops invalid entries from the top of the ring and of the side heap
-    /// and returns the smaller valid one, leaving it in place. Stale entries
-    /// are garbage wherever they sit, so each structure is trimmed on its own
-    /// (a tight loop over the ring's front) before the two tops are compared.
+    /// Drops invalid entries from the top of the in-order part and of the
+    /// side heap and returns the smaller valid one, leaving it in place.
+    /// Stale entries are garbage wherever they sit, so each structure is
+    /// trimmed on its own (a tight loop over the vector's front) before the
+    /// two tops are compared.
+    #[inline]
     pub fn first_valid(&mut self, valid: impl Fn(&ReadyEntry) -> bool) -> Option<ReadyEntry> {
-        while let Some(f) = self.fifo.front() {
+        let mut i = self.head as usize;
+        while let Some(f) = self.fifo.get(i) {
             if valid(f) {
                 break;
             }
-            self.fifo.pop_front();
+            i += 1;
+        }
+        if i == self.fifo.len() {
+            self.fifo.clear();
+            i = 0;
+        }
+        self.head = i as u32;
+        if self.heap.is_none() {
+            return self.fifo_front().copied();
         }
         while let Some(h) = self.heap_top() {
             if valid(h) {
@@ -159,8 +216,9 @@ impl ReadySet {
         self.peek()
     }
 
+    #[inline]
     pub fn len(&self) -> usize {
-        self.fifo.len() + self.heap.as_ref().map_or(0, |h| h.len())
+        self.fifo.len() - self.head as usize + self.heap.as_ref().map_or(0, |h| h.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -168,8 +226,10 @@ impl ReadySet {
     }
 
     pub fn retain(&mut self, keep: impl Fn(&ReadyEntry) -> bool) {
+        self.fifo.drain(..self.head as usize);
+        self.head = 0;
         self.fifo.retain(&keep);
-        if let Some(b) = self.fifo.back() {
+        if let Some(b) = self.fifo.last() {
             (self.back_key, self.back_agent, self.back_epoch) = (b.key, b.agent, b.epoch);
         }
         if let Some(heap) = self.heap.as_mut() {
@@ -215,11 +275,13 @@ impl Group {
     }
 
     /// Whether ready keys arrive in (nearly always) increasing order.
+    #[inline]
     pub fn ordered_keys(&self) -> bool {
         self.ordered
     }
 
     /// Adds a ready entry, then compacts if stale entries outnumber live ones.
+    #[inline]
     pub fn push_ready(&mut self, e: ReadyEntry, is_valid: impl Fn(&ReadyEntry) -> bool) {
         self.ready.push(e, self.ordered);
         self.maybe_compact(is_valid);
@@ -266,10 +328,17 @@ impl Group {
     }
 
     /// Drops every entry `is_valid` rejects when stale entries outnumber live ones.
+    #[inline]
     pub fn maybe_compact(&mut self, is_valid: impl Fn(&ReadyEntry) -> bool) {
         if self.ready.len() > 2 * self.qualified as usize + 64 {
-            self.ready.retain(is_valid);
+            self.compact(is_valid);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn compact(&mut self, is_valid: impl Fn(&ReadyEntry) -> bool) {
+        self.ready.retain(is_valid);
     }
 }
 
@@ -309,6 +378,26 @@ mod tests {
         }
         assert_eq!(out, [(1, 5), (3, 3), (5, 1), (7, 1), (7, 2), (8, 6)]);
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn spent_prefix_is_reused_without_losing_order() {
+        let mut r = ReadySet::default();
+        let mut next = 0u64;
+        let mut expect = std::collections::VecDeque::new();
+        for round in 0..50 {
+            for _ in 0..(7 + round % 5) {
+                r.push(e(next, next as u32), true);
+                expect.push_back(next);
+                next += 1;
+            }
+            for _ in 0..5 {
+                assert_eq!(r.pop().map(|x| x.key), expect.pop_front());
+            }
+        }
+        assert_eq!(r.len(), expect.len());
+        let got: Vec<u64> = std::iter::from_fn(|| r.pop().map(|x| x.key)).collect();
+        assert_eq!(got, Vec::from(expect));
     }
 
     #[test]
