@@ -55,21 +55,133 @@ impl ReadyEntry {
 /// The place of a waiting conversation in its group's line (smaller first).
 pub type LineKey = (i64, u64, ConversationId);
 
+/// A ring of entries with a power-of-two capacity: pushing at the back and
+/// popping at the front are a masked index each, and memory is reused in
+/// place (no moves), so a group's in-order entries stay where they were
+/// written until they are popped or compacted.
+#[derive(Debug, Clone, Default)]
+struct Ring {
+    /// `buf.len()` is zero or a power of two.
+    buf: Vec<ReadyEntry>,
+    head: u32,
+    len: u32,
+}
+
+impl Ring {
+    #[inline]
+    fn mask(&self) -> usize {
+        self.buf.len().wrapping_sub(1)
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    fn front(&self) -> Option<&ReadyEntry> {
+        if self.len == 0 {
+            return None;
+        }
+        self.buf.get(self.head as usize)
+    }
+
+    #[inline]
+    fn back(&self) -> Option<&ReadyEntry> {
+        if self.len == 0 {
+            return None;
+        }
+        self.buf
+            .get((self.head as usize + self.len as usize - 1) & self.mask())
+    }
+
+    #[inline]
+    fn pop_front(&mut self) -> Option<ReadyEntry> {
+        let e = self.front().copied()?;
+        self.head = ((self.head as usize + 1) & self.mask()) as u32;
+        self.len -= 1;
+        e.into()
+    }
+
+    #[inline]
+    fn push_back(&mut self, e: ReadyEntry) {
+        if self.len() == self.buf.len() {
+            self.grow();
+        }
+        let i = (self.head as usize + self.len()) & self.mask();
+        if let Some(slot) = self.buf.get_mut(i) {
+            *slot = e;
+        }
+        self.len += 1;
+    }
+
+    /// Drops entries from the front while `valid` rejects them, in a local
+    /// loop (one store of the indexes at the end).
+    #[inline]
+    fn trim_front(&mut self, valid: impl Fn(&ReadyEntry) -> bool) {
+        let mask = self.mask();
+        let (mut head, mut len) = (self.head as usize, self.len);
+        while len > 0 {
+            match self.buf.get(head) {
+                Some(e) if !valid(e) => {
+                    head = (head + 1) & mask;
+                    len -= 1;
+                }
+                _ => break,
+            }
+        }
+        self.head = head as u32;
+        self.len = len;
+    }
+
+    /// Doubles the capacity, unwrapping the entries to the front.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) {
+        let cap = (self.buf.len() * 2).max(8);
+        let mut buf = Vec::with_capacity(cap);
+        buf.extend(self.iter().copied());
+        buf.resize(cap, ReadyEntry::default());
+        self.buf = buf;
+        self.head = 0;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &ReadyEntry> + '_ {
+        let mask = self.mask();
+        (0..self.len()).filter_map(move |i| self.buf.get((self.head as usize + i) & mask))
+    }
+
+    /// Keeps the entries `keep` accepts, in order, in place.
+    fn retain(&mut self, keep: impl Fn(&ReadyEntry) -> bool) {
+        let (mask, head) = (self.mask(), self.head as usize);
+        let mut kept = 0;
+        for i in 0..self.len() {
+            let e = self.buf[(head + i) & mask];
+            if keep(&e) {
+                self.buf[(head + kept) & mask] = e;
+                kept += 1;
+            }
+        }
+        self.len = kept as u32;
+    }
+}
+
 /// The ready agents of one group, smallest key first, with lazy deletion.
 ///
 /// Keys of `longest_idle` are publish times, which almost always arrive in
-/// increasing order: those are appended to a vector whose live part starts at
-/// `head`, so stale entries are skipped from the front by moving an index
-/// (no ring arithmetic), sequentially and cache-friendly, and the dead prefix
-/// is dropped in one move when the vector would otherwise grow. An entry
+/// increasing order: those go to the back of a [`Ring`], so stale entries are
+/// popped from its front sequentially, at O(1) and cache-friendly. An entry
 /// older than the back (rare: a re-publish with an unchanged key, or one set
 /// aside and put back) goes to a small side heap. Other policies' keys arrive
 /// in any order and use the heap alone.
 #[derive(Debug, Clone, Default)]
 pub struct ReadySet {
-    /// In-order entries; `fifo[head..]` is live, `fifo[..head]` is spent.
-    fifo: Vec<ReadyEntry>,
-    head: u32,
+    fifo: Ring,
     /// `fifo`'s last entry, field by field (meaningful while `fifo` has live
     /// entries): a push compares against it, in the group's first cache line,
     /// instead of reading the vector's tail.
@@ -108,38 +220,24 @@ impl ReadySet {
 
     #[inline]
     fn push_back(&mut self, e: ReadyEntry) {
-        if self.fifo.len() == self.fifo.capacity() && self.head as usize * 2 >= self.fifo.len() {
-            self.drop_spent();
-        }
-        self.fifo.push(e);
+        self.fifo.push_back(e);
         (self.back_key, self.back_agent, self.back_epoch) = (e.key, e.agent, e.epoch);
-    }
-
-    /// Moves the live entries to the front, instead of growing the vector.
-    #[cold]
-    fn drop_spent(&mut self) {
-        self.fifo.drain(..self.head as usize);
-        self.head = 0;
     }
 
     #[inline]
     fn fifo_is_empty(&self) -> bool {
-        self.head as usize == self.fifo.len()
+        self.fifo.is_empty()
     }
 
     #[inline]
     fn fifo_front(&self) -> Option<&ReadyEntry> {
-        self.fifo.get(self.head as usize)
+        self.fifo.front()
     }
 
     /// Drops the first in-order entry (there is one).
     #[inline]
     fn fifo_advance(&mut self) {
-        self.head += 1;
-        if self.fifo_is_empty() {
-            self.fifo.clear();
-            self.head = 0;
-        }
+        self.fifo.pop_front();
     }
 
     fn heap_top(&self) -> Option<&ReadyEntry> {
@@ -192,18 +290,7 @@ impl ReadySet {
     /// two tops are compared.
     #[inline]
     pub fn first_valid(&mut self, valid: impl Fn(&ReadyEntry) -> bool) -> Option<ReadyEntry> {
-        let mut i = self.head as usize;
-        while let Some(f) = self.fifo.get(i) {
-            if valid(f) {
-                break;
-            }
-            i += 1;
-        }
-        if i == self.fifo.len() {
-            self.fifo.clear();
-            i = 0;
-        }
-        self.head = i as u32;
+        self.fifo.trim_front(&valid);
         if self.heap.is_none() {
             return self.fifo_front().copied();
         }
@@ -218,7 +305,7 @@ impl ReadySet {
 
     #[inline]
     pub fn len(&self) -> usize {
-        self.fifo.len() - self.head as usize + self.heap.as_ref().map_or(0, |h| h.len())
+        self.fifo.len() + self.heap.as_ref().map_or(0, |h| h.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -226,10 +313,8 @@ impl ReadySet {
     }
 
     pub fn retain(&mut self, keep: impl Fn(&ReadyEntry) -> bool) {
-        self.fifo.drain(..self.head as usize);
-        self.head = 0;
         self.fifo.retain(&keep);
-        if let Some(b) = self.fifo.last() {
+        if let Some(b) = self.fifo.back() {
             (self.back_key, self.back_agent, self.back_epoch) = (b.key, b.agent, b.epoch);
         }
         if let Some(heap) = self.heap.as_mut() {
