@@ -17,7 +17,7 @@
 use super::command::{AgentStatus, Command, CommandError, Reply, TransferTarget};
 use super::effect::{Effect, OfferEnd, Outcome, SlaKind, SlaLevel};
 use super::groups::{Group, GroupKey, LineKey, ReadyEntry};
-use super::ids::{AgentId, ChannelId, ConversationId, OfferId, QueueId, SkillId};
+use super::ids::{AgentId, ChannelId, ConversationId, IdMap, OfferId, QueueId, SkillId};
 use super::settings::{
     Millis, RoutingSettings, SelectionPolicy, SettingsError, SlaAction, SlaSettings,
 };
@@ -86,8 +86,8 @@ pub struct Engine {
     pub(crate) skills: Interner,
     pub(crate) agents: Vec<Agent>,
     pub(crate) agent_index: AHashMap<AgentId, u32>,
-    pub(crate) conversations: AHashMap<ConversationId, Conversation>,
-    pub(crate) offers: AHashMap<OfferId, Offer>,
+    pub(crate) conversations: IdMap<ConversationId, Conversation>,
+    pub(crate) offers: IdMap<OfferId, Offer>,
     pub(crate) groups: Vec<Group>,
     pub(crate) group_index: AHashMap<GroupKey, u32>,
     /// Group of a conversation with no skills of its own, by queue, channel and widening step.
@@ -131,8 +131,8 @@ impl Engine {
             skills,
             agents: Vec::new(),
             agent_index: AHashMap::new(),
-            conversations: AHashMap::new(),
-            offers: AHashMap::new(),
+            conversations: IdMap::default(),
+            offers: IdMap::default(),
             groups: Vec::new(),
             group_index: AHashMap::new(),
             group_cache: AHashMap::new(),
