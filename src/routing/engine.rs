@@ -460,6 +460,7 @@ impl Engine {
                     in_least_occupied: false,
                     reserved: Vec::new(),
                     dirty: false,
+                    served: 0,
                 });
                 self.agent_index.insert(id, a);
                 self.ready_epoch
@@ -1463,10 +1464,12 @@ impl Engine {
         }
         let mut groups: PerChannel<Vec<u32>> = smallvec::smallvec![Vec::new(); ag.ch.len()];
         let mut lo = false;
+        let mut served = 0u32;
         for (ch, gs) in groups.iter_mut().enumerate() {
             if ag.ch[ch].capacity == 0 {
                 continue;
             }
+            served |= 1 << ch;
             self.agents_by_channel[ch].push(a);
             for &g in &self.groups_by_channel[ch] {
                 let group = &mut self.groups[g as usize];
@@ -1480,6 +1483,7 @@ impl Engine {
         let ag = &mut self.agents[a as usize];
         ag.groups = groups;
         ag.in_least_occupied = lo;
+        ag.served = served;
     }
 
     /// Removes the agent from every index (before its skills or capacity change).
@@ -1499,6 +1503,7 @@ impl Engine {
             }
         }
         ag.groups.iter_mut().for_each(Vec::clear);
+        ag.served = 0;
         // Entries already in heaps die with the epoch bump that follows.
         let nch = ag.ch.len();
         for c in 0..nch {
@@ -1561,7 +1566,11 @@ impl Engine {
     /// ready on and has not published at this epoch.
     fn publish(&mut self, a: u32) {
         let nch = self.agents[a as usize].ch.len();
-        for ch in 0..nch {
+        let mut served = self.agents[a as usize].served;
+        while served != 0 {
+            // Channels without slots are never ready: only served ones are visited.
+            let ch = served.trailing_zeros() as usize;
+            served &= served - 1;
             let ag = &mut self.agents[a as usize];
             let slot = ag.ch[ch];
             if slot.published == slot.epoch || !ag.ready(ch) {
@@ -1726,11 +1735,11 @@ impl Engine {
                     }
                 }
             }
-            for (ch, gs) in ag.groups.iter().enumerate() {
+            for ch in ag.served_channels() {
                 if !ag.ready(ch) {
                     continue;
                 }
-                for &g in gs {
+                for &g in &ag.groups[ch] {
                     let group = &self.groups[g as usize];
                     let Some(head) = group.head else { continue };
                     let lk = if !agent_cooling(ag, head.2, now) {

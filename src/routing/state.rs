@@ -50,6 +50,10 @@ pub struct Agent {
     pub reserved: Vec<ConversationId>,
     #[serde(skip)]
     pub dirty: bool,
+    /// Bit `c` set when the agent has slots on channel `c` (at most 32
+    /// channels are configured): publishing and pulling visit only those.
+    #[serde(skip)]
+    pub served: u32,
 }
 
 /// An agent's state on one channel.
@@ -81,6 +85,16 @@ impl Agent {
         self.status == AgentStatus::Available
             && self.ch[ch].used < self.ch[ch].capacity
             && self.max_total.is_none_or(|t| self.used_total < t)
+    }
+
+    /// The channels the agent has slots on, lowest first (see `served`).
+    pub fn served_channels(&self) -> impl Iterator<Item = usize> {
+        let mut left = self.served;
+        std::iter::from_fn(move || {
+            let ch = left.trailing_zeros();
+            left &= left.wrapping_sub(1);
+            (ch < 32).then_some(ch as usize)
+        })
     }
 
     pub fn ready_anywhere(&self) -> bool {
