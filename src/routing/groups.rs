@@ -199,13 +199,25 @@ pub struct ReadySet {
 impl ReadySet {
     #[inline]
     pub fn push(&mut self, e: ReadyEntry, ordered: bool) {
-        if ordered && (self.fifo_is_empty() || self.at_or_after_back(&e)) {
+        if ordered && self.fits_in_order(&e) {
             self.push_back(e);
         } else {
             self.heap
                 .get_or_insert_with(Default::default)
                 .push(Reverse(e));
         }
+    }
+
+    /// Whether `e` can go to the back of the in-order ring.
+    #[inline]
+    fn fits_in_order(&self, e: &ReadyEntry) -> bool {
+        self.fifo_is_empty() || self.at_or_after_back(e)
+    }
+
+    /// Whether the next in-order push has to grow the ring.
+    #[inline]
+    fn ring_full(&self) -> bool {
+        self.fifo.len() == self.fifo.buf.len()
     }
 
     /// Whether `e` sorts at or after the last in-order entry (key first:
@@ -365,11 +377,21 @@ impl Group {
         self.ordered
     }
 
-    /// Adds a ready entry, then compacts if stale entries outnumber live ones.
+    /// Adds a ready entry, compacting first if stale entries outnumber live
+    /// ones. An in-order entry checks only when the ring is full, where it
+    /// would otherwise grow: dropping stale entries at any other moment
+    /// changes no decision, and the common push then skips the count.
     #[inline]
     pub fn push_ready(&mut self, e: ReadyEntry, is_valid: impl Fn(&ReadyEntry) -> bool) {
-        self.ready.push(e, self.ordered);
-        self.maybe_compact(is_valid);
+        if self.ordered && self.ready.fits_in_order(&e) {
+            if self.ready.ring_full() {
+                self.maybe_compact(is_valid);
+            }
+            self.ready.push_back(e);
+        } else {
+            self.ready.push(e, false);
+            self.maybe_compact(is_valid);
+        }
     }
 
     pub fn insert_waiting(&mut self, lk: LineKey) {
