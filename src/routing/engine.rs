@@ -71,9 +71,13 @@ pub struct FloorStats {
     pub away: usize,
 }
 
+/// Marks an empty slot of the group cache.
+const NO_GROUP: u32 = u32::MAX;
+
 /// What finding a conversation's group takes when the cache does not have it.
 struct GroupMiss {
-    cache_key: Option<(QueueId, ChannelId, u8)>,
+    /// The cache slot (queue and channel) and widening step, when cacheable.
+    cache_key: Option<(usize, u8)>,
     key: GroupKey,
 }
 
@@ -90,8 +94,10 @@ pub struct Engine {
     pub(crate) offers: IdMap<OfferId, Offer>,
     pub(crate) groups: Vec<Group>,
     pub(crate) group_index: AHashMap<GroupKey, u32>,
-    /// Group of a conversation with no skills of its own, by queue, channel and widening step.
-    group_cache: AHashMap<(QueueId, ChannelId, u8), u32>,
+    /// Group of a conversation with no skills of its own: indexed by
+    /// `queue * channels + channel`, then by widening step; `NO_GROUP` where
+    /// none was cached yet. Plain vectors, so the common lookup hashes nothing.
+    group_cache: Vec<Vec<u32>>,
     pub(crate) groups_by_channel: Vec<Vec<u32>>,
     pub(crate) agents_by_skill: Vec<Vec<u32>>,
     pub(crate) agents_by_channel: Vec<Vec<u32>>,
@@ -135,7 +141,7 @@ impl Engine {
             offers: IdMap::default(),
             groups: Vec::new(),
             group_index: AHashMap::new(),
-            group_cache: AHashMap::new(),
+            group_cache: vec![Vec::new(); settings.queues.len() * nch],
             groups_by_channel: vec![Vec::new(); nch],
             agents_by_skill: Vec::new(),
             agents_by_channel: vec![Vec::new(); nch],
@@ -1103,6 +1109,9 @@ impl Engine {
     fn schedule_widening(&mut self, now: Millis, id: ConversationId) {
         let c = &self.conversations[&id];
         let q = &self.settings.queues[c.queue.0 as usize];
+        if q.widening.is_empty() {
+            return;
+        }
         let mut due_now = 0u8;
         let (enq, epoch) = (c.enqueued_at, c.queue_epoch);
         let mut later = Vec::new();
@@ -1253,10 +1262,17 @@ impl Engine {
     /// (the common case: one map lookup); otherwise what creating or finding
     /// it takes. `c` need not be in `conversations` yet (restore uses this).
     fn cached_group(&self, c: &Conversation) -> Result<u32, GroupMiss> {
-        let cache_key = (c.queue, c.channel, c.step);
+        let cache_key = (
+            c.queue.0 as usize * self.settings.channels.len() + c.channel.0 as usize,
+            c.step,
+        );
         let plain = c.own_skills.is_empty();
         if plain {
-            if let Some(&g) = self.group_cache.get(&cache_key) {
+            let cached = self
+                .group_cache
+                .get(cache_key.0)
+                .and_then(|steps| steps.get(cache_key.1 as usize));
+            if let Some(&g) = cached.filter(|&&g| g != NO_GROUP) {
                 return Ok(g);
             }
         }
@@ -1276,8 +1292,13 @@ impl Engine {
     /// and caches it when the conversation had no skills of its own.
     fn create_group(&mut self, miss: GroupMiss) -> u32 {
         let g = self.group_for(miss.key);
-        if let Some(cache_key) = miss.cache_key {
-            self.group_cache.insert(cache_key, g);
+        if let Some((slot, step)) = miss.cache_key {
+            if let Some(steps) = self.group_cache.get_mut(slot) {
+                if steps.len() <= step as usize {
+                    steps.resize(step as usize + 1, NO_GROUP);
+                }
+                steps[step as usize] = g;
+            }
         }
         g
     }
