@@ -1450,21 +1450,24 @@ impl Engine {
     /// (or every channel when it can affect them all), and marks it dirty.
     fn touch_agent(&mut self, a: u32, ch: Option<ChannelId>) {
         let ag = &mut self.agents[a as usize];
-        let all = ch.is_none() || ag.max_total.is_some() || ag.in_least_occupied;
         let nch = ag.ch.len();
-        for c in 0..nch {
-            if all || ch == Some(ChannelId(c as u8)) {
-                self.ready_epoch[a as usize * nch + c] = UNPUBLISHED;
-                ag.ch[c].epoch = ag.ch[c].epoch.wrapping_add(1);
-                if ag.ch[c].epoch == UNPUBLISHED {
-                    ag.ch[c].epoch = 0;
-                }
-                // The random policy's key is drawn lazily from this position
-                // of the seeded sequence (see `ready_entry`), so touching an
-                // agent costs no generator call.
-                self.rng_counter += 1;
-                ag.ch[c].rand_key = self.rng_counter;
+        let (from, to) = match ch {
+            Some(c) if ag.max_total.is_none() && !ag.in_least_occupied => {
+                (c.0 as usize, c.0 as usize + 1)
             }
+            _ => (0, nch),
+        };
+        for c in from..to.min(nch) {
+            self.ready_epoch[a as usize * nch + c] = UNPUBLISHED;
+            ag.ch[c].epoch = ag.ch[c].epoch.wrapping_add(1);
+            if ag.ch[c].epoch == UNPUBLISHED {
+                ag.ch[c].epoch = 0;
+            }
+            // The random policy's key is drawn lazily from this position
+            // of the seeded sequence (see `ready_entry`), so touching an
+            // agent costs no generator call.
+            self.rng_counter += 1;
+            ag.ch[c].rand_key = self.rng_counter;
         }
         if !ag.dirty {
             ag.dirty = true;
