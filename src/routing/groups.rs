@@ -184,7 +184,7 @@ pub struct ReadySet {
     fifo: Ring,
     /// `fifo`'s last entry, field by field (meaningful while `fifo` has live
     /// entries): a push compares against it, in the group's first cache line,
-    /// instead of reading the vector's tail.
+    /// instead of reading the ring's tail.
     back_key: u64,
     back_agent: u32,
     back_epoch: u32,
