@@ -17,7 +17,7 @@
 use super::command::{AgentStatus, Command, CommandError, Reply, TransferTarget};
 use super::effect::{Effect, OfferEnd, Outcome, SlaKind, SlaLevel};
 use super::groups::{Group, GroupKey, LineKey, ReadyEntry};
-use super::ids::{AgentId, ChannelId, ConversationId, OfferId, QueueId, SkillId};
+use super::ids::{AgentId, ChannelId, ConversationId, IdMap, OfferId, QueueId, SkillId};
 use super::settings::{
     Millis, RoutingSettings, SelectionPolicy, SettingsError, SlaAction, SlaSettings,
 };
@@ -71,9 +71,13 @@ pub struct FloorStats {
     pub away: usize,
 }
 
+/// Marks an empty slot of the group cache.
+const NO_GROUP: u32 = u32::MAX;
+
 /// What finding a conversation's group takes when the cache does not have it.
 struct GroupMiss {
-    cache_key: Option<(QueueId, ChannelId, u8)>,
+    /// The cache slot (queue and channel) and widening step, when cacheable.
+    cache_key: Option<(usize, u8)>,
     key: GroupKey,
 }
 
@@ -86,12 +90,14 @@ pub struct Engine {
     pub(crate) skills: Interner,
     pub(crate) agents: Vec<Agent>,
     pub(crate) agent_index: AHashMap<AgentId, u32>,
-    pub(crate) conversations: AHashMap<ConversationId, Conversation>,
-    pub(crate) offers: AHashMap<OfferId, Offer>,
+    pub(crate) conversations: IdMap<ConversationId, Conversation>,
+    pub(crate) offers: IdMap<OfferId, Offer>,
     pub(crate) groups: Vec<Group>,
     pub(crate) group_index: AHashMap<GroupKey, u32>,
-    /// Group of a conversation with no skills of its own, by queue, channel and widening step.
-    group_cache: AHashMap<(QueueId, ChannelId, u8), u32>,
+    /// Group of a conversation with no skills of its own: indexed by
+    /// `queue * channels + channel`, then by widening step; `NO_GROUP` where
+    /// none was cached yet. Plain vectors, so the common lookup hashes nothing.
+    group_cache: Vec<Vec<u32>>,
     pub(crate) groups_by_channel: Vec<Vec<u32>>,
     pub(crate) agents_by_skill: Vec<Vec<u32>>,
     pub(crate) agents_by_channel: Vec<Vec<u32>>,
@@ -131,11 +137,11 @@ impl Engine {
             skills,
             agents: Vec::new(),
             agent_index: AHashMap::new(),
-            conversations: AHashMap::new(),
-            offers: AHashMap::new(),
+            conversations: IdMap::default(),
+            offers: IdMap::default(),
             groups: Vec::new(),
             group_index: AHashMap::new(),
-            group_cache: AHashMap::new(),
+            group_cache: vec![Vec::new(); settings.queues.len() * nch],
             groups_by_channel: vec![Vec::new(); nch],
             agents_by_skill: Vec::new(),
             agents_by_channel: vec![Vec::new(); nch],
@@ -460,6 +466,7 @@ impl Engine {
                     in_least_occupied: false,
                     reserved: Vec::new(),
                     dirty: false,
+                    served: 0,
                 });
                 self.agent_index.insert(id, a);
                 self.ready_epoch
@@ -1102,6 +1109,9 @@ impl Engine {
     fn schedule_widening(&mut self, now: Millis, id: ConversationId) {
         let c = &self.conversations[&id];
         let q = &self.settings.queues[c.queue.0 as usize];
+        if q.widening.is_empty() {
+            return;
+        }
         let mut due_now = 0u8;
         let (enq, epoch) = (c.enqueued_at, c.queue_epoch);
         let mut later = Vec::new();
@@ -1252,10 +1262,17 @@ impl Engine {
     /// (the common case: one map lookup); otherwise what creating or finding
     /// it takes. `c` need not be in `conversations` yet (restore uses this).
     fn cached_group(&self, c: &Conversation) -> Result<u32, GroupMiss> {
-        let cache_key = (c.queue, c.channel, c.step);
+        let cache_key = (
+            c.queue.0 as usize * self.settings.channels.len() + c.channel.0 as usize,
+            c.step,
+        );
         let plain = c.own_skills.is_empty();
         if plain {
-            if let Some(&g) = self.group_cache.get(&cache_key) {
+            let cached = self
+                .group_cache
+                .get(cache_key.0)
+                .and_then(|steps| steps.get(cache_key.1 as usize));
+            if let Some(&g) = cached.filter(|&&g| g != NO_GROUP) {
                 return Ok(g);
             }
         }
@@ -1275,8 +1292,13 @@ impl Engine {
     /// and caches it when the conversation had no skills of its own.
     fn create_group(&mut self, miss: GroupMiss) -> u32 {
         let g = self.group_for(miss.key);
-        if let Some(cache_key) = miss.cache_key {
-            self.group_cache.insert(cache_key, g);
+        if let Some((slot, step)) = miss.cache_key {
+            if let Some(steps) = self.group_cache.get_mut(slot) {
+                if steps.len() <= step as usize {
+                    steps.resize(step as usize + 1, NO_GROUP);
+                }
+                steps[step as usize] = g;
+            }
         }
         g
     }
@@ -1428,21 +1450,24 @@ impl Engine {
     /// (or every channel when it can affect them all), and marks it dirty.
     fn touch_agent(&mut self, a: u32, ch: Option<ChannelId>) {
         let ag = &mut self.agents[a as usize];
-        let all = ch.is_none() || ag.max_total.is_some() || ag.in_least_occupied;
         let nch = ag.ch.len();
-        for c in 0..nch {
-            if all || ch == Some(ChannelId(c as u8)) {
-                self.ready_epoch[a as usize * nch + c] = UNPUBLISHED;
-                ag.ch[c].epoch = ag.ch[c].epoch.wrapping_add(1);
-                if ag.ch[c].epoch == UNPUBLISHED {
-                    ag.ch[c].epoch = 0;
-                }
-                // The random policy's key is drawn lazily from this position
-                // of the seeded sequence (see `ready_entry`), so touching an
-                // agent costs no generator call.
-                self.rng_counter += 1;
-                ag.ch[c].rand_key = self.rng_counter;
+        let (from, to) = match ch {
+            Some(c) if ag.max_total.is_none() && !ag.in_least_occupied => {
+                (c.0 as usize, c.0 as usize + 1)
             }
+            _ => (0, nch),
+        };
+        for c in from..to.min(nch) {
+            self.ready_epoch[a as usize * nch + c] = UNPUBLISHED;
+            ag.ch[c].epoch = ag.ch[c].epoch.wrapping_add(1);
+            if ag.ch[c].epoch == UNPUBLISHED {
+                ag.ch[c].epoch = 0;
+            }
+            // The random policy's key is drawn lazily from this position
+            // of the seeded sequence (see `ready_entry`), so touching an
+            // agent costs no generator call.
+            self.rng_counter += 1;
+            ag.ch[c].rand_key = self.rng_counter;
         }
         if !ag.dirty {
             ag.dirty = true;
@@ -1463,10 +1488,12 @@ impl Engine {
         }
         let mut groups: PerChannel<Vec<u32>> = smallvec::smallvec![Vec::new(); ag.ch.len()];
         let mut lo = false;
+        let mut served = 0u32;
         for (ch, gs) in groups.iter_mut().enumerate() {
             if ag.ch[ch].capacity == 0 {
                 continue;
             }
+            served |= 1 << ch;
             self.agents_by_channel[ch].push(a);
             for &g in &self.groups_by_channel[ch] {
                 let group = &mut self.groups[g as usize];
@@ -1480,6 +1507,7 @@ impl Engine {
         let ag = &mut self.agents[a as usize];
         ag.groups = groups;
         ag.in_least_occupied = lo;
+        ag.served = served;
     }
 
     /// Removes the agent from every index (before its skills or capacity change).
@@ -1499,6 +1527,7 @@ impl Engine {
             }
         }
         ag.groups.iter_mut().for_each(Vec::clear);
+        ag.served = 0;
         // Entries already in heaps die with the epoch bump that follows.
         let nch = ag.ch.len();
         for c in 0..nch {
@@ -1561,7 +1590,11 @@ impl Engine {
     /// ready on and has not published at this epoch.
     fn publish(&mut self, a: u32) {
         let nch = self.agents[a as usize].ch.len();
-        for ch in 0..nch {
+        let mut served = self.agents[a as usize].served;
+        while served != 0 {
+            // Channels without slots are never ready: only served ones are visited.
+            let ch = served.trailing_zeros() as usize;
+            served &= served - 1;
             let ag = &mut self.agents[a as usize];
             let slot = ag.ch[ch];
             if slot.published == slot.epoch || !ag.ready(ch) {
@@ -1577,12 +1610,16 @@ impl Engine {
                 epoch: slot.epoch,
             };
             let ready_epoch = &self.ready_epoch;
+            let seed = self.settings.seed;
+            let groups = &mut self.groups;
             for &g in &ag.groups[ch] {
-                let group = &mut self.groups[g as usize];
+                let Some(group) = groups.get_mut(g as usize) else {
+                    continue;
+                };
                 let e = if group.ordered_keys() {
                     idle_entry
                 } else {
-                    ready_entry(ag, &group.key, ch, a, self.settings.seed)
+                    ready_entry(ag, &group.key, ch, a, seed)
                 };
                 group.push_ready(e, |e| entry_valid(ready_epoch, nch, e, ch));
             }
@@ -1730,11 +1767,11 @@ impl Engine {
                     }
                 }
             }
-            for (ch, gs) in ag.groups.iter().enumerate() {
+            for ch in ag.served_channels() {
                 if !ag.ready(ch) {
                     continue;
                 }
-                for &g in gs {
+                for &g in &ag.groups[ch] {
                     let group = &self.groups[g as usize];
                     let Some(head) = group.head else { continue };
                     let lk = if !agent_cooling(ag, head.2, now) {

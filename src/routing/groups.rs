@@ -14,7 +14,7 @@
 use super::ids::{ChannelId, ConversationId, SkillId};
 use super::settings::{Millis, SelectionPolicy};
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap};
 
 /// What makes two conversations interchangeable for routing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -55,21 +55,136 @@ impl ReadyEntry {
 /// The place of a waiting conversation in its group's line (smaller first).
 pub type LineKey = (i64, u64, ConversationId);
 
+/// A ring of entries with a power-of-two capacity: pushing at the back and
+/// popping at the front are a masked index each, and memory is reused in
+/// place (no moves), so a group's in-order entries stay where they were
+/// written until they are popped or compacted.
+#[derive(Debug, Clone, Default)]
+struct Ring {
+    /// `buf.len()` is zero or a power of two.
+    buf: Vec<ReadyEntry>,
+    head: u32,
+    len: u32,
+}
+
+impl Ring {
+    #[inline]
+    fn mask(&self) -> usize {
+        self.buf.len().wrapping_sub(1)
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    fn front(&self) -> Option<&ReadyEntry> {
+        if self.len == 0 {
+            return None;
+        }
+        self.buf.get(self.head as usize)
+    }
+
+    #[inline]
+    fn back(&self) -> Option<&ReadyEntry> {
+        if self.len == 0 {
+            return None;
+        }
+        self.buf
+            .get((self.head as usize + self.len as usize - 1) & self.mask())
+    }
+
+    #[inline]
+    fn pop_front(&mut self) -> Option<ReadyEntry> {
+        let e = self.front().copied()?;
+        self.head = ((self.head as usize + 1) & self.mask()) as u32;
+        self.len -= 1;
+        e.into()
+    }
+
+    #[inline]
+    fn push_back(&mut self, e: ReadyEntry) {
+        if self.len() == self.buf.len() {
+            self.grow();
+        }
+        let i = (self.head as usize + self.len()) & self.mask();
+        if let Some(slot) = self.buf.get_mut(i) {
+            *slot = e;
+        }
+        self.len += 1;
+    }
+
+    /// Drops entries from the front while `valid` rejects them, in a local
+    /// loop (one store of the indexes at the end).
+    #[inline]
+    fn trim_front(&mut self, valid: impl Fn(&ReadyEntry) -> bool) {
+        let mask = self.mask();
+        let (mut head, mut len) = (self.head as usize, self.len);
+        while len > 0 {
+            match self.buf.get(head) {
+                Some(e) if !valid(e) => {
+                    head = (head + 1) & mask;
+                    len -= 1;
+                }
+                _ => break,
+            }
+        }
+        self.head = head as u32;
+        self.len = len;
+    }
+
+    /// Doubles the capacity, unwrapping the entries to the front.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) {
+        let cap = (self.buf.len() * 2).max(8);
+        let mut buf = Vec::with_capacity(cap);
+        buf.extend(self.iter().copied());
+        buf.resize(cap, ReadyEntry::default());
+        self.buf = buf;
+        self.head = 0;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &ReadyEntry> + '_ {
+        let mask = self.mask();
+        (0..self.len()).filter_map(move |i| self.buf.get((self.head as usize + i) & mask))
+    }
+
+    /// Keeps the entries `keep` accepts, in order, in place.
+    fn retain(&mut self, keep: impl Fn(&ReadyEntry) -> bool) {
+        let (mask, head) = (self.mask(), self.head as usize);
+        let mut kept = 0;
+        for i in 0..self.len() {
+            let e = self.buf[(head + i) & mask];
+            if keep(&e) {
+                self.buf[(head + kept) & mask] = e;
+                kept += 1;
+            }
+        }
+        self.len = kept as u32;
+    }
+}
+
 /// The ready agents of one group, smallest key first, with lazy deletion.
 ///
 /// Keys of `longest_idle` are publish times, which almost always arrive in
-/// increasing order: those go to the back of a deque, so stale entries are
+/// increasing order: those go to the back of a [`Ring`], so stale entries are
 /// popped from its front sequentially, at O(1) and cache-friendly. An entry
 /// older than the back (rare: a re-publish with an unchanged key, or one set
 /// aside and put back) goes to a small side heap. Other policies' keys arrive
 /// in any order and use the heap alone.
 #[derive(Debug, Clone, Default)]
 pub struct ReadySet {
-    fifo: VecDeque<ReadyEntry>,
-    /// `fifo`'s last entry, field by field (meaningful while `fifo` is not
-    /// empty): a push compares against it, in the group's first cache line,
-    /// instead of reading the ring's tail, a cache miss per group when an
-    /// agent is published into a dozen of them.
+    fifo: Ring,
+    /// `fifo`'s last entry, field by field (meaningful while `fifo` has live
+    /// entries): a push compares against it, in the group's first cache line,
+    /// instead of reading the ring's tail.
     back_key: u64,
     back_agent: u32,
     back_epoch: u32,
@@ -82,20 +197,59 @@ pub struct ReadySet {
 }
 
 impl ReadySet {
+    #[inline]
     pub fn push(&mut self, e: ReadyEntry, ordered: bool) {
-        let back = ReadyEntry {
-            key: self.back_key,
-            agent: self.back_agent,
-            epoch: self.back_epoch,
-        };
-        if ordered && (self.fifo.is_empty() || back <= e) {
-            self.fifo.push_back(e);
-            (self.back_key, self.back_agent, self.back_epoch) = (e.key, e.agent, e.epoch);
+        if ordered && self.fits_in_order(&e) {
+            self.push_back(e);
         } else {
             self.heap
                 .get_or_insert_with(Default::default)
                 .push(Reverse(e));
         }
+    }
+
+    /// Whether `e` can go to the back of the in-order ring.
+    #[inline]
+    fn fits_in_order(&self, e: &ReadyEntry) -> bool {
+        self.fifo_is_empty() || self.at_or_after_back(e)
+    }
+
+    /// Whether the next in-order push has to grow the ring.
+    #[inline]
+    fn ring_full(&self) -> bool {
+        self.fifo.len() == self.fifo.buf.len()
+    }
+
+    /// Whether `e` sorts at or after the last in-order entry (key first:
+    /// publish times nearly always grow, so one compare decides).
+    #[inline]
+    fn at_or_after_back(&self, e: &ReadyEntry) -> bool {
+        if e.key != self.back_key {
+            return e.key > self.back_key;
+        }
+        (self.back_agent, self.back_epoch) <= (e.agent, e.epoch)
+    }
+
+    #[inline]
+    fn push_back(&mut self, e: ReadyEntry) {
+        self.fifo.push_back(e);
+        (self.back_key, self.back_agent, self.back_epoch) = (e.key, e.agent, e.epoch);
+    }
+
+    #[inline]
+    fn fifo_is_empty(&self) -> bool {
+        self.fifo.is_empty()
+    }
+
+    #[inline]
+    fn fifo_front(&self) -> Option<&ReadyEntry> {
+        self.fifo.front()
+    }
+
+    /// Drops the first in-order entry (there is one).
+    #[inline]
+    fn fifo_advance(&mut self) {
+        self.fifo.pop_front();
     }
 
     fn heap_top(&self) -> Option<&ReadyEntry> {
@@ -117,7 +271,7 @@ impl ReadySet {
 
     /// The smallest entry, valid or not.
     pub fn peek(&self) -> Option<ReadyEntry> {
-        match (self.fifo.front(), self.heap_top()) {
+        match (self.fifo_front(), self.heap_top()) {
             (Some(f), Some(h)) => Some(if f <= h { *f } else { *h }),
             (Some(f), None) => Some(*f),
             (None, Some(h)) => Some(*h),
@@ -127,28 +281,30 @@ impl ReadySet {
 
     /// Removes the smallest entry.
     pub fn pop(&mut self) -> Option<ReadyEntry> {
-        let from_fifo = match (self.fifo.front(), self.heap_top()) {
+        let from_fifo = match (self.fifo_front(), self.heap_top()) {
             (Some(f), Some(h)) => f <= h,
             (Some(_), None) => true,
             (None, _) => false,
         };
         if from_fifo {
-            self.fifo.pop_front()
+            let e = self.fifo_front().copied();
+            self.fifo_advance();
+            e
         } else {
             self.heap_pop()
         }
     }
 
-    /// Drops invalid entries from the top of the ring and of the side heap
-    /// and returns the smaller valid one, leaving it in place. Stale entries
-    /// are garbage wherever they sit, so each structure is trimmed on its own
-    /// (a tight loop over the ring's front) before the two tops are compared.
+    /// Drops invalid entries from the top of the in-order part and of the
+    /// side heap and returns the smaller valid one, leaving it in place.
+    /// Stale entries are garbage wherever they sit, so each structure is
+    /// trimmed on its own (a tight loop over the vector's front) before the
+    /// two tops are compared.
+    #[inline]
     pub fn first_valid(&mut self, valid: impl Fn(&ReadyEntry) -> bool) -> Option<ReadyEntry> {
-        while let Some(f) = self.fifo.front() {
-            if valid(f) {
-                break;
-            }
-            self.fifo.pop_front();
+        self.fifo.trim_front(&valid);
+        if self.heap.is_none() {
+            return self.fifo_front().copied();
         }
         while let Some(h) = self.heap_top() {
             if valid(h) {
@@ -159,6 +315,7 @@ impl ReadySet {
         self.peek()
     }
 
+    #[inline]
     pub fn len(&self) -> usize {
         self.fifo.len() + self.heap.as_ref().map_or(0, |h| h.len())
     }
@@ -215,14 +372,26 @@ impl Group {
     }
 
     /// Whether ready keys arrive in (nearly always) increasing order.
+    #[inline]
     pub fn ordered_keys(&self) -> bool {
         self.ordered
     }
 
-    /// Adds a ready entry, then compacts if stale entries outnumber live ones.
+    /// Adds a ready entry, compacting first if stale entries outnumber live
+    /// ones. An in-order entry checks only when the ring is full, where it
+    /// would otherwise grow: dropping stale entries at any other moment
+    /// changes no decision, and the common push then skips the count.
+    #[inline]
     pub fn push_ready(&mut self, e: ReadyEntry, is_valid: impl Fn(&ReadyEntry) -> bool) {
-        self.ready.push(e, self.ordered);
-        self.maybe_compact(is_valid);
+        if self.ordered && self.ready.fits_in_order(&e) {
+            if self.ready.ring_full() {
+                self.maybe_compact(is_valid);
+            }
+            self.ready.push_back(e);
+        } else {
+            self.ready.push(e, false);
+            self.maybe_compact(is_valid);
+        }
     }
 
     pub fn insert_waiting(&mut self, lk: LineKey) {
@@ -266,10 +435,17 @@ impl Group {
     }
 
     /// Drops every entry `is_valid` rejects when stale entries outnumber live ones.
+    #[inline]
     pub fn maybe_compact(&mut self, is_valid: impl Fn(&ReadyEntry) -> bool) {
         if self.ready.len() > 2 * self.qualified as usize + 64 {
-            self.ready.retain(is_valid);
+            self.compact(is_valid);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn compact(&mut self, is_valid: impl Fn(&ReadyEntry) -> bool) {
+        self.ready.retain(is_valid);
     }
 }
 
@@ -309,6 +485,26 @@ mod tests {
         }
         assert_eq!(out, [(1, 5), (3, 3), (5, 1), (7, 1), (7, 2), (8, 6)]);
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn spent_prefix_is_reused_without_losing_order() {
+        let mut r = ReadySet::default();
+        let mut next = 0u64;
+        let mut expect = std::collections::VecDeque::new();
+        for round in 0..50 {
+            for _ in 0..(7 + round % 5) {
+                r.push(e(next, next as u32), true);
+                expect.push_back(next);
+                next += 1;
+            }
+            for _ in 0..5 {
+                assert_eq!(r.pop().map(|x| x.key), expect.pop_front());
+            }
+        }
+        assert_eq!(r.len(), expect.len());
+        let got: Vec<u64> = std::iter::from_fn(|| r.pop().map(|x| x.key)).collect();
+        assert_eq!(got, Vec::from(expect));
     }
 
     #[test]

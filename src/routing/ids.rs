@@ -2,7 +2,9 @@
 //! counters kept in the core (and in its snapshot), never from randomness.
 
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 /// An agent's id as its desktop names it (`agent.login {agent_id}`).
@@ -56,5 +58,35 @@ impl OfferId {
     /// Parses the `o-<n>` form used on the wire.
     pub fn parse(s: &str) -> Option<Self> {
         s.strip_prefix("o-")?.parse().ok().map(OfferId)
+    }
+}
+
+/// A map keyed by one of the core's own counter ids ([`ConversationId`],
+/// [`OfferId`]): hashing is one multiply instead of a keyed hash. The ids
+/// are handed out by the core, never chosen by a client, so there is no
+/// flooding to defend against; a client naming an id only looks it up.
+pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// Fibonacci hashing of a `u64` (consecutive ids spread over the whole
+/// table, and the top bits that hashbrown uses as tags are well mixed).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    /// Not used by the id types (they hash one `u64`); kept correct anyway.
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b) ^ self.0.rotate_left(8));
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The core's records of agents, conversations and offers.
 //!
 //! Plain data: the fields that define the routing state are serialised in
-//! snapshots; the `#[serde(skip)]` ones are indexes rebuilt on restore.
+//! snapshots; the `#[serde(skip)]` ones (and those of [`Agent`] marked
+//! "index, not state") are indexes rebuilt on restore.
 
 use super::command::AgentStatus;
 use super::ids::{AgentId, ChannelId, ConversationId, OfferId, QueueId, SkillId};
@@ -17,39 +18,126 @@ pub const INLINE_CHANNELS: usize = 5;
 pub type PerChannel<T> = SmallVec<[T; INLINE_CHANNELS]>;
 
 /// One agent as the router sees it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// Laid out by use (`repr(C)`): the flags, held conversations and offers,
+/// and the per-channel slots and group lists that every decision about the
+/// agent reads come first, so a decision touches few of the record's cache
+/// lines; the id, skills and wrap-up list follow. Snapshots keep the
+/// original field order (bincode is positional), through [`AgentRecord`].
+#[derive(Debug, Clone)]
+#[repr(C)]
 pub struct Agent {
-    pub id: AgentId,
     pub status: AgentStatus,
     /// False from a disconnect until the next login.
     pub connected: bool,
-    pub skills: Vec<(SkillId, u8)>,
-    /// Per channel, inside the record so touching an agent costs few cache lines.
-    pub ch: PerChannel<ChannelSlots>,
-    pub max_total: Option<u8>,
+    /// Queued in the engine's dirty list (index, not state).
+    pub dirty: bool,
+    /// Whether any of its groups uses `least_occupied` (its key changes
+    /// with any slot, so every channel is re-published; index, not state).
+    pub in_least_occupied: bool,
     pub used_total: u8,
-    pub offers: SmallVec<[OfferId; 4]>,
+    pub max_total: Option<u8>,
+    /// Bit `c` set when the agent has slots on channel `c` (at most 32
+    /// channels are configured): publishing and pulling visit only those
+    /// (index, not state).
+    pub served: u32,
+    pub grace_counter: u32,
     pub conversations: SmallVec<[ConversationId; 4]>,
+    pub offers: SmallVec<[OfferId; 4]>,
     /// Conversations this agent declined and the end of each cooldown
     /// (mirrors `Conversation::declined`, so looking for work needs no lookup).
     pub declined: Vec<(ConversationId, Millis)>,
+    /// Conversations waiting for this agent as their preferred agent (index,
+    /// not state).
+    pub reserved: Vec<ConversationId>,
+    /// Per channel, inside the record so touching an agent costs few cache lines.
+    pub ch: PerChannel<ChannelSlots>,
+    /// Per channel: the groups this agent qualifies for (index, not state).
+    pub groups: PerChannel<Vec<u32>>,
+    pub id: AgentId,
+    pub skills: Vec<(SkillId, u8)>,
     /// Completed conversations whose wrap-up still holds a slot.
     pub wrapping: Vec<(ConversationId, ChannelId)>,
     /// Set while a reconnect grace runs after a disconnect.
     pub grace: Option<u32>,
-    pub grace_counter: u32,
-    /// Per channel: the groups this agent qualifies for.
-    #[serde(skip)]
-    pub groups: PerChannel<Vec<u32>>,
-    /// Whether any of those groups uses `least_occupied` (its key changes
-    /// with any slot, so every channel is re-published).
-    #[serde(skip)]
-    pub in_least_occupied: bool,
-    /// Conversations waiting for this agent as their preferred agent.
-    #[serde(skip)]
-    pub reserved: Vec<ConversationId>,
-    #[serde(skip)]
-    pub dirty: bool,
+}
+
+/// An agent as snapshots hold it: the defining fields of [`Agent`] in the
+/// order the snapshot format has always had (the indexes are rebuilt on
+/// restore).
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "Agent")]
+struct AgentRecord<Id, Skills, Ch, Offers, Convs, Declined, Wrapping> {
+    id: Id,
+    status: AgentStatus,
+    connected: bool,
+    skills: Skills,
+    ch: Ch,
+    max_total: Option<u8>,
+    used_total: u8,
+    offers: Offers,
+    conversations: Convs,
+    declined: Declined,
+    wrapping: Wrapping,
+    grace: Option<u32>,
+    grace_counter: u32,
+}
+
+impl Serialize for Agent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        AgentRecord {
+            id: &self.id,
+            status: self.status,
+            connected: self.connected,
+            skills: &self.skills,
+            ch: &self.ch,
+            max_total: self.max_total,
+            used_total: self.used_total,
+            offers: &self.offers,
+            conversations: &self.conversations,
+            declined: &self.declined,
+            wrapping: &self.wrapping,
+            grace: self.grace,
+            grace_counter: self.grace_counter,
+        }
+        .serialize(s)
+    }
+}
+
+type OwnedAgentRecord = AgentRecord<
+    AgentId,
+    Vec<(SkillId, u8)>,
+    PerChannel<ChannelSlots>,
+    SmallVec<[OfferId; 4]>,
+    SmallVec<[ConversationId; 4]>,
+    Vec<(ConversationId, Millis)>,
+    Vec<(ConversationId, ChannelId)>,
+>;
+
+impl<'de> Deserialize<'de> for Agent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = OwnedAgentRecord::deserialize(d)?;
+        Ok(Agent {
+            status: r.status,
+            connected: r.connected,
+            dirty: false,
+            in_least_occupied: false,
+            used_total: r.used_total,
+            max_total: r.max_total,
+            served: 0,
+            grace_counter: r.grace_counter,
+            conversations: r.conversations,
+            offers: r.offers,
+            declined: r.declined,
+            reserved: Vec::new(),
+            ch: r.ch,
+            groups: PerChannel::new(),
+            id: r.id,
+            skills: r.skills,
+            wrapping: r.wrapping,
+            grace: r.grace,
+        })
+    }
 }
 
 /// An agent's state on one channel.
@@ -81,6 +169,16 @@ impl Agent {
         self.status == AgentStatus::Available
             && self.ch[ch].used < self.ch[ch].capacity
             && self.max_total.is_none_or(|t| self.used_total < t)
+    }
+
+    /// The channels the agent has slots on, lowest first (see `served`).
+    pub fn served_channels(&self) -> impl Iterator<Item = usize> {
+        let mut left = self.served;
+        std::iter::from_fn(move || {
+            let ch = left.trailing_zeros();
+            left &= left.wrapping_sub(1);
+            (ch < 32).then_some(ch as usize)
+        })
     }
 
     pub fn ready_anywhere(&self) -> bool {
