@@ -199,11 +199,16 @@ impl<'a> Reader<'a> {
         match self.u8(what)? {
             0 => Ok(false),
             1 => Ok(true),
-            value => Err(ImageError::Value {
-                what,
-                value,
-                at: self.base + self.at - 1,
-            }),
+            value => Err(self.bad_value(what, value)),
+        }
+    }
+
+    /// The error for the byte just read: not a value `what` can take.
+    fn bad_value(&self, what: &'static str, value: u8) -> ImageError {
+        ImageError::Value {
+            what,
+            value,
+            at: self.base + self.at - 1,
         }
     }
 
@@ -272,13 +277,7 @@ impl<'a> RecordView<'a> {
             1 => ConversationState::Offered,
             2 => ConversationState::Assigned,
             3 => ConversationState::Ended,
-            value => {
-                return Err(ImageError::Value {
-                    what: "state",
-                    value,
-                    at: r.base + r.at - 1,
-                })
-            }
+            value => return Err(r.bad_value("state", value)),
         };
         let agent_id = r.opt_str("an agent id")?;
         let offer_id = r.opt_str("an offer id")?;
@@ -287,13 +286,7 @@ impl<'a> RecordView<'a> {
             0 => None,
             1 => Some("completed"),
             2 => Some("abandoned"),
-            value => {
-                return Err(ImageError::Value {
-                    what: "outcome",
-                    value,
-                    at: r.base + r.at - 1,
-                })
-            }
+            value => return Err(r.bad_value("outcome", value)),
         };
         let opened_at_ms = r.u64("an open time")?;
         let assigned_at_ms = r.opt_u64("an assign time")?;
@@ -618,16 +611,10 @@ mod tests {
     use crate::api::protocol::Speaker;
 
     fn record(n: u64, customer: &str, channel: &str) -> ConversationRecord {
-        ConversationRecord::new(
-            ConversationId(n),
-            customer.into(),
-            channel.into(),
-            "general".into(),
-            0,
-            Attributes::from_json(r#"{"order":7}"#),
-            "gw".into(),
-            1_000 + n,
-        )
+        ConversationRecord {
+            attributes: Attributes::from_json(r#"{"order":7}"#),
+            ..crate::store::tests::conv(n, customer, channel)
+        }
     }
 
     /// A store rebuilt lazily from the encoded form of `store`.

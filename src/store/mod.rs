@@ -503,7 +503,7 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn conv(n: u64, customer: &str, channel: &str) -> ConversationRecord {
+    pub(super) fn conv(n: u64, customer: &str, channel: &str) -> ConversationRecord {
         ConversationRecord::new(
             ConversationId(n),
             customer.into(),
