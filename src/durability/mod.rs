@@ -5,7 +5,7 @@
 //! - [`recorder`] — the sequencer: numbers every change, says when it is durable.
 //! - [`snapshot`] — snapshot files: header + CRC + sections (core, store), written atomically.
 //! - [`replica`] — the snapshot thread: a replica of the state fed by the journal, snapshotted off the actors.
-//! - [`restore`] — newest valid snapshot + journal replay at start.
+//! - [`restore`](mod@restore) — newest valid snapshot + journal replay at start.
 //!
 //! The router is the single sequencer of core calls: it holds the
 //! [`recorder::Recorder`] lock across `engine.handle(now, cmd)`, the store

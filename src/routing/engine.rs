@@ -7,7 +7,7 @@
 //! input: a bad command is refused with a [`CommandError`] and changes nothing.
 //!
 //! Every change goes through two steps: the command mutates records and marks
-//! the agents and conversations it touched as dirty; then [`Engine::settle`]
+//! the agents and conversations it touched as dirty; then `Engine::settle`
 //! routes each dirty conversation (best ready agent from its group's heap) and
 //! lets each dirty agent pull work (best head among the lines of the groups it
 //! qualifies for) before publishing it as ready. That keeps the engine

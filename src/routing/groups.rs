@@ -174,7 +174,7 @@ impl Ring {
 /// The ready agents of one group, smallest key first, with lazy deletion.
 ///
 /// Keys of `longest_idle` are publish times, which almost always arrive in
-/// increasing order: those go to the back of a [`Ring`], so stale entries are
+/// increasing order: those go to the back of a `Ring`, so stale entries are
 /// popped from its front sequentially, at O(1) and cache-friendly. An entry
 /// older than the back (rare: a re-publish with an unchanged key, or one set
 /// aside and put back) goes to a small side heap. Other policies' keys arrive

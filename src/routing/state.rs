@@ -23,7 +23,7 @@ pub type PerChannel<T> = SmallVec<[T; INLINE_CHANNELS]>;
 /// and the per-channel slots and group lists that every decision about the
 /// agent reads come first, so a decision touches few of the record's cache
 /// lines; the id, skills and wrap-up list follow. Snapshots keep the
-/// original field order (bincode is positional), through [`AgentRecord`].
+/// original field order (bincode is positional), through `AgentRecord`.
 #[derive(Debug, Clone)]
 #[repr(C)]
 pub struct Agent {

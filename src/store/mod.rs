@@ -13,7 +13,7 @@
 //! a snapshot and the parallel rebuild from it; `legacy` the format-1 form,
 //! read to migrate.
 //!
-//! After a restart a conversation may still be [`Slot::Packed`]: its bytes
+//! After a restart a conversation may still be `Slot::Packed`: its bytes
 //! in the mapped snapshot, checked but not decoded. Every accessor here
 //! decodes such a record on use (a write keeps the decoded copy), and
 //! [`Store::unpack_some`] decodes the rest in the background; nothing
