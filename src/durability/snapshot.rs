@@ -27,7 +27,7 @@ use crate::store::legacy::StoreImageV1;
 use crate::store::{PackedSection, StoreImage};
 use serde::Deserialize;
 use std::fs::{self, File};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -438,9 +438,17 @@ pub fn read(path: &Path) -> Result<SnapshotFile, SnapshotError> {
     // SAFETY: a snapshot file is never written after the rename that
     // publishes it (a new snapshot is a new file; pruning unlinks, which
     // leaves a mapping intact), so the mapped bytes cannot change under us.
-    let mapped = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
-        .map_err(io("mapping", path))?;
-    check(path, FileBytes::Mapped(mapped))
+    match unsafe { memmap2::MmapOptions::new().populate().map(&file) } {
+        Ok(mapped) => check(path, FileBytes::Mapped(mapped)),
+        Err(e) => {
+            // Not damage: a file system that cannot map files. Read it.
+            tracing::warn!(path = %path.display(), error = %e, "cannot map the snapshot; reading it into memory");
+            let mut bytes = Vec::new();
+            let mut file = file;
+            file.read_to_end(&mut bytes).map_err(io("reading", path))?;
+            check(path, bytes)
+        }
+    }
 }
 
 /// Every snapshot file in `dir`, oldest (lowest sequence number) first.
