@@ -460,13 +460,14 @@ impl<'a> LocalCustomers<'a> {
     }
 }
 
-/// What one restore thread keeps to itself: its names, its customers, and
-/// the keys it left packed.
-type Local<'l, 'a> = (
-    &'l mut LocalNames,
-    &'l mut LocalCustomers<'a>,
-    &'l mut Vec<ConversationId>,
-);
+/// What one restore thread keeps to itself until it is done.
+#[derive(Default)]
+struct Worker<'a> {
+    names: LocalNames,
+    customers: LocalCustomers<'a>,
+    /// The keys it left packed.
+    packed: Vec<ConversationId>,
+}
 
 /// Rebuilds a store from its sections: any number of threads call
 /// [`work`](Self::work) (each takes the next chunk until none is left), then
@@ -506,30 +507,26 @@ impl<'s, 'a> StoreBuilder<'s, 'a> {
 
     /// Decodes chunks into the store until none is left (or one fails).
     pub fn work(&self) -> Result<(), ImageError> {
-        let mut names = LocalNames::default();
-        let mut customers = LocalCustomers::default();
-        let mut packed = Vec::new();
+        let mut worker = Worker::default();
         let result = loop {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
             let Some(&(at, count, bytes)) = self.sections.chunks.get(i) else {
                 break Ok(());
             };
-            let mut local = (&mut names, &mut customers, &mut packed);
-            let decoded = self.decode_chunk(i, at, count, bytes, &mut local);
-            if let Err(e) = decoded {
+            if let Err(e) = self.decode_chunk(i, at, count, bytes, &mut worker) {
                 // Stop the others too: the store will not be used.
                 self.next.store(usize::MAX / 2, Ordering::Relaxed);
                 break Err(e);
             }
         };
         if result.is_ok() {
-            self.store.merge_customers(customers.into_lists());
-            self.store.add_packed_keys(packed);
+            self.store.merge_customers(worker.customers.into_lists());
+            self.store.add_packed_keys(worker.packed);
         }
         self.names
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .extend(names.into_names());
+            .extend(worker.names.into_names());
         result
     }
 
@@ -539,7 +536,7 @@ impl<'s, 'a> StoreBuilder<'s, 'a> {
         at: usize,
         count: u32,
         bytes: &'a [u8],
-        (names, customers, packed): &mut Local<'_, 'a>,
+        worker: &mut Worker<'a>,
     ) -> Result<(), ImageError> {
         let mut r = Reader {
             bytes,
@@ -548,9 +545,9 @@ impl<'s, 'a> StoreBuilder<'s, 'a> {
         };
         let mut found = 0u32;
         while r.at < bytes.len() {
-            let (key, slot) = self.decode_record(&mut r, names, customers)?;
+            let (key, slot) = self.decode_record(&mut r, worker)?;
             if let Slot::Packed(_) = slot {
-                packed.push(key);
+                worker.packed.push(key);
             }
             self.store.conversations.insert(key, slot);
             found += 1;
@@ -568,16 +565,16 @@ impl<'s, 'a> StoreBuilder<'s, 'a> {
     fn decode_record(
         &self,
         r: &mut Reader<'a>,
-        names: &mut LocalNames,
-        customers: &mut LocalCustomers<'a>,
+        worker: &mut Worker<'a>,
     ) -> Result<(ConversationId, Slot), ImageError> {
         let at = (r.base + r.at) as u64;
         let view = RecordView::read(r)?;
-        let customer = customers.link(view.customer, view.key);
+        let customer = worker.customers.link(view.customer, view.key);
         let slot = if self.lazy {
             // Checked, linked, and left in the snapshot's bytes until used.
             Slot::Packed(at)
         } else {
+            let names = &mut worker.names;
             Slot::Record(Box::new(view.to_record(customer, &mut |n| names.get(n))))
         };
         Ok((view.key, slot))
