@@ -9,10 +9,17 @@
 //!
 //! Group commit: [`spawn_writer`] starts the one thread that owns the open
 //! segment. It blocks for the first queued message, drains everything else
-//! queued, writes it all, issues ONE `fdatasync`, and only then publishes the
-//! highest durable sequence number on a `watch` channel, and hands the
-//! durable records on to the snapshot replica. Callers never wait for the
-//! disk while holding a lock; they wait on the watermark.
+//! queued, writes it all in one `pwrite`, issues ONE `fdatasync`, and only
+//! then publishes the highest durable sequence number on a `watch` channel,
+//! and hands the durable records on to the snapshot replica. Callers never
+//! wait for the disk while holding a lock; they wait on the watermark.
+//!
+//! Segments grow by zero-filled chunks ([`ZERO_CHUNK`]) written ahead of the
+//! records, so most group commits overwrite blocks the file already has and
+//! the `fdatasync` flushes only the data: appending at the end would change
+//! the file's size on every commit and make each one write the inode too (a
+//! second synchronous disk write). A zero record header is therefore the
+//! clean end of a segment, when everything after it is zero as well.
 //!
 //! Reading ([`replay`]) stops at the first record that is short or fails its
 //! checksum, logs how many bytes it skipped, truncates them off and goes on
@@ -26,7 +33,7 @@ use crate::clock;
 use crate::metrics;
 use crossbeam_channel::{Receiver, Sender};
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use tokio::sync::watch;
 
@@ -37,6 +44,8 @@ pub const FORMAT_VERSION: u32 = 1;
 const SEGMENT_HEADER: u64 = 12;
 /// A record longer than this is treated as damage, not allocated.
 const MAX_RECORD: u32 = 64 << 20;
+/// How far ahead of the records a segment is filled with zeros.
+pub const ZERO_CHUNK: u64 = 1 << 20;
 
 /// Why the journal could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +144,13 @@ pub fn decode_segment(bytes: &[u8]) -> SegmentRead {
         }
         let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
         let crc = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
+        if len == 0 && crc == 0 {
+            // The zero-filled space ahead of the records (no record is empty).
+            if bytes[at..].iter().any(|&b| b != 0) {
+                read.damage = damage("data after the end of the records");
+            }
+            break;
+        }
         if len > MAX_RECORD {
             read.damage = damage("implausible record length");
             break;
@@ -160,7 +176,11 @@ pub fn decode_segment(bytes: &[u8]) -> SegmentRead {
         at = end;
     }
     read.valid_len = at as u64;
-    read.skipped_bytes = total - at as u64;
+    read.skipped_bytes = if read.damage.is_some() {
+        total - at as u64
+    } else {
+        0
+    };
     read
 }
 
@@ -304,7 +324,7 @@ pub enum JournalMsg {
 }
 
 /// Creates a fresh segment starting at `first` (replacing an empty leftover).
-fn open_segment(dir: &Path, first: Seq) -> Result<(BufWriter<File>, PathBuf), JournalError> {
+fn open_segment(dir: &Path, first: Seq) -> Result<OpenSegment, JournalError> {
     let path = dir.join(segment_name(first));
     let mut file = File::create(&path).map_err(io("creating", &path))?;
     file.write_all(&MAGIC)
@@ -312,7 +332,40 @@ fn open_segment(dir: &Path, first: Seq) -> Result<(BufWriter<File>, PathBuf), Jo
         .and_then(|_| file.sync_all())
         .map_err(io("writing", &path))?;
     sync_dir(dir).map_err(io("fsyncing the directory", dir))?;
-    Ok((BufWriter::with_capacity(1 << 20, file), path))
+    Ok(OpenSegment {
+        file,
+        path,
+        end: SEGMENT_HEADER,
+        zeroed: SEGMENT_HEADER,
+    })
+}
+
+/// The segment being written: records end at `end`, zeros at `zeroed`.
+struct OpenSegment {
+    file: File,
+    path: PathBuf,
+    end: u64,
+    zeroed: u64,
+}
+
+impl OpenSegment {
+    /// Writes `bytes` after the last record and makes them durable. Zeros
+    /// are written ahead first when the records would pass them, so the
+    /// file's size changes once per [`ZERO_CHUNK`], not once per commit.
+    fn write_durably(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let new_end = self.end + bytes.len() as u64;
+        if new_end > self.zeroed {
+            let upto = new_end + ZERO_CHUNK;
+            let zeros = vec![0u8; (upto - self.zeroed) as usize];
+            self.file.write_all_at(&zeros, self.zeroed)?;
+            self.zeroed = upto;
+        }
+        self.file.write_all_at(bytes, self.end)?;
+        self.file.sync_data()?;
+        self.end = new_end;
+        Ok(())
+    }
 }
 
 /// The journal thread's inbox, its watermark, and the thread.
@@ -331,7 +384,7 @@ pub fn spawn_writer(
     forward: Option<Sender<(Seq, Record)>>,
 ) -> Result<JournalWriter, JournalError> {
     // Prove the directory takes a segment now, not at the first record.
-    let (out, path) = open_segment(dir, first)?;
+    let out = open_segment(dir, first)?;
     let (tx, rx) = crossbeam_channel::unbounded();
     let (mark_tx, mark_rx) = watch::channel(Watermark {
         seq: first.saturating_sub(1),
@@ -339,7 +392,7 @@ pub fn spawn_writer(
     });
     let mut seg = Segment {
         dir: dir.to_path_buf(),
-        open: Some((out, path)),
+        open: Some(out),
         buf: Vec::with_capacity(1 << 16),
     };
     let thread = std::thread::Builder::new()
@@ -415,35 +468,37 @@ fn run_writer(
 }
 
 /// The segment the journal thread writes to (`None` between a rotation and
-/// the next record).
+/// the next record), and the encoded records of the commit being gathered.
 struct Segment {
     dir: PathBuf,
-    open: Option<(BufWriter<File>, PathBuf)>,
+    open: Option<OpenSegment>,
     buf: Vec<u8>,
 }
 
 impl Segment {
     fn append(&mut self, seq: Seq, record: &Record) -> Result<(), JournalError> {
-        self.buf.clear();
-        encode_record(seq, record, &mut self.buf)?;
         if self.open.is_none() {
             self.open = Some(open_segment(&self.dir, seq)?);
         }
-        if let Some((out, path)) = &mut self.open {
-            out.write_all(&self.buf).map_err(io("appending to", path))?;
-        }
-        metrics::journal_appended(self.buf.len() as u64);
+        let before = self.buf.len();
+        encode_record(seq, record, &mut self.buf)?;
+        metrics::journal_appended((self.buf.len() - before) as u64);
         Ok(())
     }
 
+    /// Writes what was appended since the last sync, then `fdatasync`s.
     fn sync(&mut self) -> Result<(), JournalError> {
-        match &mut self.open {
-            Some((out, path)) => out
-                .flush()
-                .and_then(|_| out.get_ref().sync_data())
-                .map_err(io("fsyncing", path)),
-            None => Ok(()),
+        let Some(open) = &mut self.open else {
+            return Ok(());
+        };
+        if self.buf.is_empty() {
+            return Ok(());
         }
+        let result = open
+            .write_durably(&self.buf)
+            .map_err(io("appending to", &open.path));
+        self.buf.clear();
+        result
     }
 
     fn close(&mut self) -> Result<(), JournalError> {

@@ -1,6 +1,7 @@
 //! The durability layer without a server: files, replay, determinism.
 
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use switchboard::config::AppConfig;
 use switchboard::durability::journal::{self, JournalMsg};
@@ -421,26 +422,69 @@ fn journal_with(dir: &Path, n: u64) -> std::path::PathBuf {
     dir.join(journal::segment_name(1))
 }
 
+/// Where the records of a segment end (zeros follow, up to the file's end).
+fn records_end(path: &Path) -> u64 {
+    journal::decode_segment(&std::fs::read(path).expect("read")).valid_len
+}
+
+#[test]
+fn a_segment_grows_by_zero_chunks_and_its_zero_tail_is_a_clean_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = journal_with(dir.path(), 10);
+    let end = records_end(&path);
+    let len = std::fs::metadata(&path).expect("meta").len();
+    assert_eq!(
+        len,
+        end + journal::ZERO_CHUNK,
+        "zeros are written one chunk ahead of the records"
+    );
+    let read = journal::decode_segment(&std::fs::read(&path).expect("read"));
+    assert_eq!(read.records.len(), 10);
+    assert_eq!((read.skipped_bytes, read.damage), (0, None));
+    let stats = journal::replay(dir.path(), 0, |_, _| {}).expect("replay");
+    assert_eq!((stats.applied, stats.truncated_bytes), (10, 0));
+    assert_eq!(
+        std::fs::metadata(&path).expect("meta").len(),
+        len,
+        "a clean zero tail is left alone"
+    );
+
+    // Anything but zeros after the end marker is damage, cut off.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open")
+        .write_all_at(b"x", end + 100)
+        .expect("write");
+    let stats = journal::replay(dir.path(), 0, |_, _| {}).expect("replay");
+    assert_eq!((stats.applied, stats.truncated_bytes), (10, len - end));
+    assert_eq!(std::fs::metadata(&path).expect("meta").len(), end);
+}
+
 #[test]
 fn a_torn_journal_tail_is_detected_logged_and_truncated() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = journal_with(dir.path(), 10);
-    let good_len = std::fs::metadata(&path).expect("meta").len();
-    // A torn write: a record header promising more bytes than were written.
+    let good_len = records_end(&path);
+    let file_len = std::fs::metadata(&path).expect("meta").len();
+    // A torn write: a record header promising more bytes than were written
+    // into the zeros ahead (its last bytes are not zeros, so the zeros that
+    // stand in for them fail the checksum).
     let mut torn = Vec::new();
-    journal::encode_record(11, &Record::Timeout { now: 11 }, &mut torn).expect("encode");
+    let now = u64::from_le_bytes([0x11; 8]);
+    journal::encode_record(11, &Record::Timeout { now }, &mut torn).expect("encode");
     torn.truncate(torn.len() - 2);
     std::fs::OpenOptions::new()
-        .append(true)
+        .write(true)
         .open(&path)
         .expect("open")
-        .write_all(&torn)
-        .expect("append");
+        .write_all_at(&torn, good_len)
+        .expect("write");
 
     let mut seen = Vec::new();
     let stats = journal::replay(dir.path(), 0, |seq, _| seen.push(seq)).expect("replay");
     assert_eq!(seen, (1..=10).collect::<Vec<_>>());
-    assert_eq!(stats.truncated_bytes, torn.len() as u64);
+    assert_eq!(stats.truncated_bytes, file_len - good_len);
     assert_eq!(
         std::fs::metadata(&path).expect("meta").len(),
         good_len,
@@ -459,14 +503,17 @@ fn a_corrupt_record_stops_the_replay_there() {
     let path = journal_with(dir.path(), 10);
     let mut bytes = std::fs::read(&path).expect("read");
     // Records are the same size: flip a payload byte of the 7th.
-    let record_len = (bytes.len() - 12) / 10;
+    let record_len = (records_end(&path) as usize - 12) / 10;
     let at = 12 + 6 * record_len + 9;
     bytes[at] ^= 0xff;
     std::fs::write(&path, &bytes).expect("write");
     let mut seen = Vec::new();
     let stats = journal::replay(dir.path(), 0, |seq, _| seen.push(seq)).expect("replay");
     assert_eq!(seen, (1..=6).collect::<Vec<_>>());
-    assert_eq!(stats.truncated_bytes, 4 * record_len as u64);
+    assert_eq!(
+        stats.truncated_bytes,
+        (bytes.len() - 12 - 6 * record_len) as u64
+    );
 }
 
 #[test]
