@@ -153,17 +153,87 @@ pub async fn max(
     // Logins and the warm-up are not part of any step.
     let mut frames_before = sim.shared.frames_in.load(Ordering::Relaxed)
         + sim.shared.frames_out.load(Ordering::Relaxed);
-    // A step that misses only the latency bound is run once more at the same
-    // rate before the ramp stops: one stall of a shared machine is not a knee.
+    let mut stopped_because = String::new();
+    // The ramp, then the refinement between the highest rate that passed and
+    // the lowest that failed.
+    let (mut passed_at, mut failed_at) = (None, None);
+    let mut refined = 0;
+    loop {
+        match ramp_step(&mut sim, &m, rate, &mut frames_before, &mut steps).await {
+            None => passed_at = Some(rate),
+            Some(why) => {
+                failed_at = Some(rate);
+                if stopped_because.is_empty() {
+                    stopped_because = why;
+                }
+            }
+        }
+        if failed_at.is_none() {
+            if sim.scheduled >= sc.max_conversations {
+                stopped_because = format!("max_conversations ({}) reached", sc.max_conversations);
+                break;
+            }
+            if rate * m.step_factor > m.max_rate {
+                stopped_because = format!("max_rate {} reached", m.max_rate);
+                break;
+            }
+            rate *= m.step_factor;
+            continue;
+        }
+        let (Some(low), Some(high)) = (passed_at, failed_at) else {
+            break;
+        };
+        if refined == m.refine_steps || sim.scheduled >= sc.max_conversations {
+            break;
+        }
+        refined += 1;
+        rate = (low * high).sqrt();
+        // Let the failed step's backlog clear before judging a lower rate.
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        sim.shared.book().take_window();
+        frames_before = sim.shared.frames_in.load(Ordering::Relaxed)
+            + sim.shared.frames_out.load(Ordering::Relaxed);
+    }
+    let arrival_secs = sim.arrival_secs;
+    let shared = sim.finish(sc.drain_secs).await;
+    watcher.abort();
+    // The highest rate that passed (refinement steps come after the ramp's).
+    let knee = steps
+        .iter()
+        .filter(|s| s.passed)
+        .max_by(|a, b| a.target_rate.total_cmp(&b.target_rate));
+    let result = MaxResult {
+        p99_bound_ms: m.p99_bound_ms,
+        knee_lifecycles_per_sec: knee.map(|s| s.lifecycles_per_sec),
+        knee_frames_per_sec: knee.map(|s| s.frames_per_sec),
+        steps,
+        stopped_because,
+    };
+    Ok((
+        result,
+        run_result(&sc, &shared, arrival_secs, wall.elapsed()),
+    ))
+}
+
+/// One step of the ramp at `rate`, pushed onto `steps`; a step that misses
+/// only the latency bound is run once more at the same rate before it counts
+/// as failed (one stall of a shared machine is not a knee). `None` when it
+/// passed, else why not.
+async fn ramp_step(
+    sim: &mut Sim,
+    m: &crate::scenario::MaxSettings,
+    rate: f64,
+    frames_before: &mut u64,
+    steps: &mut Vec<RampStep>,
+) -> Option<String> {
     let mut retried = false;
-    let stopped_because;
     loop {
         let sent = sim.arrivals(rate, m.step_secs).await;
         let w = sim.shared.book().take_window();
         let frames = sim.shared.frames_in.load(Ordering::Relaxed)
             + sim.shared.frames_out.load(Ordering::Relaxed);
-        let fps = (frames - frames_before) as f64 / m.step_secs;
-        frames_before = frames;
+        let fps = (frames - *frames_before) as f64 / m.step_secs;
+        *frames_before = frames;
         let behind = w.open_to_offer_count < sent / 2;
         let passed =
             w.open_to_offer_p99_ms <= m.p99_bound_ms && w.errors == 0 && !behind && sent > 0;
@@ -176,54 +246,26 @@ pub async fn max(
             errors: w.errors,
             passed,
         });
-        if !passed && !retried && w.errors == 0 && !behind && sent > 0 {
-            retried = true;
-            continue;
-        }
         if passed {
-            retried = false;
+            return None;
         }
-        if !passed {
-            stopped_because = if w.errors > 0 {
-                format!("{} errors at {rate:.0}/s", w.errors)
-            } else if behind || sent == 0 {
-                format!(
-                    "offers fell behind arrivals at {rate:.0}/s ({} offers for {sent} opens)",
-                    w.open_to_offer_count
-                )
-            } else {
-                format!(
-                    "open→offer p99 {:.1} ms > {} ms at {rate:.0}/s",
-                    w.open_to_offer_p99_ms, m.p99_bound_ms
-                )
-            };
-            break;
+        if w.errors > 0 {
+            return Some(format!("{} errors at {rate:.0}/s", w.errors));
         }
-        if sim.scheduled >= sc.max_conversations {
-            stopped_because = format!("max_conversations ({}) reached", sc.max_conversations);
-            break;
+        if behind || sent == 0 {
+            return Some(format!(
+                "offers fell behind arrivals at {rate:.0}/s ({} offers for {sent} opens)",
+                w.open_to_offer_count
+            ));
         }
-        if rate * m.step_factor > m.max_rate {
-            stopped_because = format!("max_rate {} reached", m.max_rate);
-            break;
+        if retried {
+            return Some(format!(
+                "open→offer p99 {:.1} ms > {} ms at {rate:.0}/s",
+                w.open_to_offer_p99_ms, m.p99_bound_ms
+            ));
         }
-        rate *= m.step_factor;
+        retried = true;
     }
-    let arrival_secs = sim.arrival_secs;
-    let shared = sim.finish(sc.drain_secs).await;
-    watcher.abort();
-    let knee = steps.iter().rev().find(|s| s.passed);
-    let result = MaxResult {
-        p99_bound_ms: m.p99_bound_ms,
-        knee_lifecycles_per_sec: knee.map(|s| s.lifecycles_per_sec),
-        knee_frames_per_sec: knee.map(|s| s.frames_per_sec),
-        steps,
-        stopped_because,
-    };
-    Ok((
-        result,
-        run_result(&sc, &shared, arrival_secs, wall.elapsed()),
-    ))
 }
 
 /// The echo ceiling: `connections` sockets to the echo path, each keeping

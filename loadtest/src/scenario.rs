@@ -230,6 +230,11 @@ pub struct MaxSettings {
     pub max_rate: f64,
     /// The ramp stops when a step's open→offer p99 exceeds this.
     pub p99_bound_ms: f64,
+    /// Steps run after the ramp stops, each at the geometric middle of the
+    /// highest rate that passed and the lowest that failed, so the knee is
+    /// known closer than one `step_factor` (0: the ramp's steps only).
+    #[serde(default)]
+    pub refine_steps: u32,
 }
 
 impl Default for MaxSettings {
@@ -240,6 +245,7 @@ impl Default for MaxSettings {
             step_secs: 5.0,
             max_rate: 50_000.0,
             p99_bound_ms: 50.0,
+            refine_steps: 0,
         }
     }
 }
