@@ -1,6 +1,5 @@
 //! The durability layer without a server: files, replay, determinism.
 
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use switchboard::config::AppConfig;
