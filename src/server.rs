@@ -17,7 +17,8 @@ use crate::actors::router::Drain;
 use crate::actors::Hub;
 use crate::api::auth::Authenticator;
 use crate::api::http::{self, AppState};
-use crate::api::ws::{self, WsLimits};
+use crate::api::upgrade::{self, UpgradeIo};
+use crate::api::ws::WsLimits;
 use crate::clock;
 use crate::config::{AppConfig, Durability};
 use crate::durability::{self, Record, Recorder, ReplicaBase, ReplicaConfig, Restored, Seq};
@@ -26,8 +27,10 @@ use crate::metrics::{self, ServiceLevelPolicy};
 use crate::routing::{AgentStatus, ChannelId, Engine, Millis};
 use crate::store::{self, Fact, Store};
 use actix::Arbiter;
-use actix_web::dev::ServerHandle;
-use actix_web::{web, HttpRequest, HttpServer};
+use actix_http::{HttpService, Request};
+use actix_service::{fn_service, map_config};
+use actix_web::dev::{AppConfig as WebAppConfig, ServerHandle};
+use actix_web::web;
 use anyhow::Context as _;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -120,7 +123,6 @@ pub async fn start_with(config: AppConfig, options: StartOptions) -> anyhow::Res
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let config = Arc::new(config);
     let grace = config.server.shutdown_grace_secs.as_duration();
-    let echo = config.server.echo_endpoint;
     let state = web::Data::new(AppState {
         hub: Arc::clone(&hub),
         auth: Authenticator::new(Arc::clone(&config)),
@@ -135,44 +137,39 @@ pub async fn start_with(config: AppConfig, options: StartOptions) -> anyhow::Res
     let housekeeping = Arbiter::new();
     spawn_housekeeping(&housekeeping, Arc::clone(&hub), prometheus, &config);
 
-    let max_frame = limits.max_frame_bytes;
-    let mut server = HttpServer::new(move || {
-        let app = actix_web::App::new()
-            .app_data(state.clone())
-            .route("/v1/ws", web::get().to(ws::ws_route))
-            .configure(http::configure);
-        if echo {
-            app.route(
-                "/v1/echo",
-                web::get().to(move |req: HttpRequest, body: web::Payload| {
-                    crate::api::echo::echo_ws(req, body, max_frame)
-                }),
-            )
-        } else {
-            app
-        }
-    })
-    // Small frames are the whole protocol: without TCP_NODELAY, a reply
-    // written just after another frame (an `ack` held for the journal fsync
-    // after a pushed `conversation.ended`) waits for the client's delayed
-    // ACK, about 40 ms.
-    .on_connect(|conn, _| {
-        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        }
-    })
-    .disable_signals()
-    .shutdown_timeout(grace.as_secs().max(1));
     let workers = options
         .workers
         .or((config.server.workers > 0).then_some(config.server.workers));
+    let mut server = actix_server::Server::build()
+        .disable_signals()
+        .shutdown_timeout(grace.as_secs().max(1));
     if let Some(workers) = workers {
         server = server.workers(workers.max(1));
     }
     let server = server
-        .listen(listener)
+        .listen("switchboard", listener, move || {
+            let app = actix_web::App::new()
+                .app_data(state.clone())
+                .configure(http::configure);
+            let upgrades = state.clone();
+            HttpService::build()
+                // Small frames are the whole protocol: without TCP_NODELAY, a
+                // reply written just after another frame (an `ack` held for the
+                // journal fsync after a pushed `conversation.ended`) waits for
+                // the client's delayed ACK, about 40 ms.
+                .tcp_nodelay(true)
+                // WebSocket upgrades leave actix-web with their socket.
+                .upgrade(fn_service(move |(req, io): (Request, UpgradeIo)| {
+                    let upgrades = upgrades.clone();
+                    async move {
+                        upgrade::handle(upgrades, req, io)
+                            .await
+                            .map_err(actix_web::Error::from)
+                    }
+                }))
+                .finish(map_config(app, |_| WebAppConfig::default()))
+                .tcp()
+        })
         .with_context(|| format!("listening on {addr}"))?
         .run();
     let handle = server.handle();

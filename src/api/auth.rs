@@ -9,6 +9,7 @@
 use super::error::ApiError;
 use super::protocol::Role;
 use crate::config::AppConfig;
+use actix_web::dev::RequestHead;
 use actix_web::HttpRequest;
 use std::sync::Arc;
 
@@ -46,15 +47,21 @@ impl Authenticator {
 
     /// Authenticates a request: its token must be present and configured.
     pub fn authenticate(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
-        let token = request_token(req).ok_or(ApiError::Unauthorized("missing token"))?;
+        self.authenticate_head(req.head())
+    }
+
+    /// [`Self::authenticate`] for a bare request head (a WebSocket upgrade,
+    /// which the HTTP server hands over before actix-web sees it).
+    pub fn authenticate_head(&self, head: &RequestHead) -> Result<Principal, ApiError> {
+        let token = request_token(head).ok_or(ApiError::Unauthorized("missing token"))?;
         self.principal(&token)
             .ok_or(ApiError::Unauthorized("invalid token"))
     }
 }
 
 /// The token of a request: the bearer header first, then `?token=`.
-pub fn request_token(req: &HttpRequest) -> Option<String> {
-    if let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+pub fn request_token(head: &RequestHead) -> Option<String> {
+    if let Some(value) = head.headers().get(actix_web::http::header::AUTHORIZATION) {
         if let Ok(value) = value.to_str() {
             if let Some(token) = value
                 .strip_prefix("Bearer ")
@@ -67,7 +74,7 @@ pub fn request_token(req: &HttpRequest) -> Option<String> {
             }
         }
     }
-    form_urlencoded_token(req.query_string())
+    form_urlencoded_token(head.uri.query().unwrap_or_default())
 }
 
 fn form_urlencoded_token(query: &str) -> Option<String> {

@@ -24,11 +24,11 @@
 //! decide routing.
 
 use super::auth::Principal;
-use super::error::ApiError;
 use super::http::{stats_frame, AppState};
 use super::protocol::{
     codes, parse_client_frame, ClientFrame, Request, Role, ServerFrame, Speaker, WireStatus,
 };
+use super::transport::{WsConn, WsError, WsMessage};
 use crate::actors::agent::SessionClosed;
 use crate::actors::conversation::PostLine;
 use crate::actors::router::{LoginAgent, OpenConversation, RunCommand};
@@ -40,8 +40,7 @@ use crate::routing::{
     AgentStatus, Command, CommandError, ConversationId, OfferId, Reply, TransferTarget,
 };
 use crate::store::ConversationRecord;
-use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError, Session};
+use actix_http::ws::{CloseCode, CloseReason};
 use serde_json::Map;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -73,40 +72,28 @@ impl WsLimits {
 /// Close reason sent on server shutdown.
 pub const SHUTDOWN_REASON: &str = "shutdown";
 
-/// Upgrades an authenticated request and spawns its session loop.
-pub async fn ws_route(
-    req: HttpRequest,
-    body: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, actix_web::Error> {
-    let principal = match state.auth.authenticate(&req) {
-        Ok(p) => p,
-        Err(e) => {
-            metrics::error(e.code());
-            return Err(e.into());
-        }
-    };
-    if *state.shutdown.borrow() {
-        return Err(ApiError::Unavailable("shutting down".into()).into());
+impl WsLimits {
+    /// The limit the transport enforces on a frame or a joined message. It
+    /// refuses only what is far over `max_frame_bytes`; a frame just over it
+    /// is read and refused by the session, with an `error` frame that says
+    /// by how much, and a clear close reason.
+    pub fn codec_limit(&self) -> usize {
+        self.max_frame_bytes
+            .saturating_mul(2)
+            .max(self.max_frame_bytes + 1024)
     }
-    let limits = state.limits;
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
-    // The codec refuses only frames far over the limit; frames just over it
-    // are read and refused here, with an error frame and a clear close reason.
-    let codec_limit = limits
-        .max_frame_bytes
-        .saturating_mul(2)
-        .max(limits.max_frame_bytes + 1024);
-    let stream = stream
-        .max_frame_size(codec_limit)
-        .aggregate_continuations()
-        .max_continuation_size(codec_limit);
+}
+
+/// Starts the session loop of an upgraded, authenticated connection.
+pub fn start(state: &AppState, principal: Principal, conn: WsConn) {
     let hub = Arc::clone(&state.hub);
-    let shutdown = state.shutdown.clone();
     actix_web::rt::spawn(run_session(
-        hub, limits, principal, session, stream, shutdown,
+        hub,
+        state.limits,
+        principal,
+        conn,
+        state.shutdown.clone(),
     ));
-    Ok(response)
 }
 
 /// What a handled request answers.
@@ -154,12 +141,14 @@ struct Conn {
     pending: VecDeque<(Seq, ServerFrame)>,
 }
 
+/// At most this many queued frames go out in one write.
+const FRAMES_PER_WRITE: usize = 64;
+
 async fn run_session(
     hub: Arc<Hub>,
     limits: WsLimits,
     principal: Principal,
-    mut session: Session,
-    mut stream: actix_ws::AggregatedMessageStream,
+    mut ws: WsConn,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let id = hub.next_session_id();
@@ -195,7 +184,7 @@ async fn run_session(
             }
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
-                    Box::pin(flush(&mut session, &mut rx)).await;
+                    Box::pin(flush(&mut ws, &mut rx)).await;
                     break Some(reason(CloseCode::Away, SHUTDOWN_REASON));
                 }
             }
@@ -203,8 +192,15 @@ async fn run_session(
                 conn.release(mark);
             }
             Some(text) = rx.recv() => {
+                // Whatever else is queued leaves in the same write.
+                ws.queue_text(&text);
+                drop(text);
+                for _ in 1..FRAMES_PER_WRITE {
+                    let Ok(text) = rx.try_recv() else { break };
+                    ws.queue_text(&text);
+                }
                 tokio::select! {
-                    sent = session.text(text) => if sent.is_err() { break None },
+                    sent = ws.flush() => if sent.is_err() { break None },
                     _ = kill.tripped() => break Some(reason(CloseCode::Policy, kill.reason().unwrap_or("closed by server"))),
                 }
             }
@@ -213,43 +209,51 @@ async fn run_session(
                 if idle > limits.client_timeout {
                     break Some(reason(CloseCode::Away, "client timeout"));
                 }
-                if limits.needs_ping(idle) && session.ping(b"").await.is_err() {
-                    break None;
+                if limits.needs_ping(idle) {
+                    ws.queue_ping(b"");
+                    if ws.flush().await.is_err() {
+                        break None;
+                    }
                 }
             }
-            msg = stream.recv() => {
+            msg = ws.recv() => {
                 last_seen = clock::instant();
                 match msg {
                     None => break None,
-                    Some(Err(ProtocolError::Overflow)) => {
-                        Box::pin(refuse_and_close(&mut session, &mut rx, codes::FRAME_TOO_LARGE, "frame is larger than max_frame_bytes")).await;
+                    Some(Err(WsError::Overflow { .. })) => {
+                        Box::pin(refuse_and_close(&mut ws, &mut rx, codes::FRAME_TOO_LARGE, "frame is larger than max_frame_bytes")).await;
                         break Some(reason(CloseCode::Size, "frame too large"));
+                    }
+                    Some(Err(WsError::Io(e))) => {
+                        tracing::debug!(session = id, error = %e, "websocket socket error");
+                        break None;
                     }
                     Some(Err(e)) => {
                         metrics::error(codes::BAD_FRAME);
                         tracing::debug!(session = id, error = %e, "websocket protocol error");
                         break Some(reason(CloseCode::Protocol, "protocol error"));
                     }
-                    Some(Ok(AggregatedMessage::Text(text))) => {
+                    Some(Ok(WsMessage::Text(text))) => {
                         if text.len() > limits.max_frame_bytes {
-                            Box::pin(refuse_and_close(&mut session, &mut rx, codes::FRAME_TOO_LARGE, &format!(
+                            Box::pin(refuse_and_close(&mut ws, &mut rx, codes::FRAME_TOO_LARGE, &format!(
                                 "frame of {} bytes is larger than max_frame_bytes ({})", text.len(), limits.max_frame_bytes))).await;
                             break Some(reason(CloseCode::Size, "frame too large"));
                         }
                         Box::pin(conn.on_text(&text)).await;
                     }
-                    Some(Ok(AggregatedMessage::Binary(_))) => {
-                        Box::pin(refuse_and_close(&mut session, &mut rx, codes::BINARY_FRAME, "binary frames are not supported; send JSON text")).await;
+                    Some(Ok(WsMessage::Binary(_))) => {
+                        Box::pin(refuse_and_close(&mut ws, &mut rx, codes::BINARY_FRAME, "binary frames are not supported; send JSON text")).await;
                         break Some(reason(CloseCode::Unsupported, "binary frames are not supported"));
                     }
-                    Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                        if session.pong(&bytes).await.is_err() {
+                    Some(Ok(WsMessage::Ping(bytes))) => {
+                        ws.queue_pong(&bytes);
+                        if ws.flush().await.is_err() {
                             break None;
                         }
                     }
-                    Some(Ok(AggregatedMessage::Pong(_))) => {}
-                    Some(Ok(AggregatedMessage::Close(_))) => {
-                        Box::pin(flush(&mut session, &mut rx)).await;
+                    Some(Ok(WsMessage::Pong(_))) => {}
+                    Some(Ok(WsMessage::Close(_))) => {
+                        Box::pin(flush(&mut ws, &mut rx)).await;
                         break Some(reason(CloseCode::Normal, "bye"));
                     }
                 }
@@ -261,8 +265,8 @@ async fn run_session(
     hub.session_closed();
     metrics::ws_connections(role.as_str(), -1);
     tracing::debug!(session = id, reason = ?close, "websocket session closed");
-    // A client that does not read may never take the close frame: bounded wait.
-    let _ = tokio::time::timeout(Duration::from_secs(1), session.close(close)).await;
+    // Bounded: a client that does not read may never take the close frame.
+    Box::pin(ws.close(close)).await;
 }
 
 fn reason(code: CloseCode, description: &str) -> CloseReason {
@@ -273,30 +277,29 @@ fn reason(code: CloseCode, description: &str) -> CloseReason {
 }
 
 /// Writes what is queued for the client, for at most one second.
-async fn flush(session: &mut Session, rx: &mut mpsc::Receiver<String>) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        while let Ok(text) = rx.try_recv() {
-            if session.text(text).await.is_err() {
-                break;
-            }
-        }
-    })
-    .await;
+async fn flush(ws: &mut WsConn, rx: &mut mpsc::Receiver<String>) {
+    while let Ok(text) = rx.try_recv() {
+        ws.queue_text(&text);
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), ws.flush()).await;
 }
 
 /// Sends queued frames and an error frame, before the caller closes.
 async fn refuse_and_close(
-    session: &mut Session,
+    ws: &mut WsConn,
     rx: &mut mpsc::Receiver<String>,
     code: &'static str,
     message: &str,
 ) {
     metrics::error(code);
     metrics::ws_message(Direction::In, "invalid");
-    flush(session, rx).await;
     let frame = ServerFrame::error(None, code, message);
     metrics::ws_message(Direction::Out, frame.kind());
-    let _ = tokio::time::timeout(Duration::from_secs(1), session.text(frame.to_text())).await;
+    while let Ok(text) = rx.try_recv() {
+        ws.queue_text(&text);
+    }
+    ws.queue_text(&frame.to_text());
+    let _ = tokio::time::timeout(Duration::from_secs(1), ws.flush()).await;
 }
 
 impl Conn {
