@@ -21,6 +21,7 @@
 
 use super::agent::AgentActor;
 use super::conversation::ConversationActor;
+use super::outbox::{Outbox, Pushed};
 use super::router::RouterActor;
 use crate::api::protocol::{Role, ServerFrame};
 use crate::durability::{Recorder, SnapshotReplica};
@@ -31,38 +32,6 @@ use actix::{Actor, Addr, ArbiterHandle, Message};
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
-use tokio::sync::{mpsc, Notify};
-
-/// Why a session is being closed by the server.
-#[derive(Debug, Default)]
-pub struct KillSwitch {
-    reason: Mutex<Option<&'static str>>,
-    notify: Notify,
-}
-
-impl KillSwitch {
-    /// Asks the session to close with `reason` (the first reason wins).
-    pub fn trip(&self, reason: &'static str) {
-        let mut r = self.reason.lock().unwrap_or_else(PoisonError::into_inner);
-        if r.is_none() {
-            *r = Some(reason);
-            self.notify.notify_one();
-        }
-    }
-
-    /// The reason, once tripped.
-    pub fn reason(&self) -> Option<&'static str> {
-        *self.reason.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Resolves once [`Self::trip`] has been called.
-    pub async fn tripped(&self) {
-        if self.reason().is_some() {
-            return;
-        }
-        self.notify.notified().await;
-    }
-}
 
 /// The sending side of one WebSocket connection.
 #[derive(Debug, Clone)]
@@ -71,27 +40,16 @@ pub struct SessionHandle {
     pub role: Role,
     /// The token's name (owner of a connector's conversations).
     pub principal: String,
-    tx: mpsc::Sender<String>,
-    kill: Arc<KillSwitch>,
+    outbox: Arc<Outbox>,
 }
 
-/// Reason sent when a client does not read fast enough.
-pub const SLOW_CONSUMER: &str = "slow consumer: outbound buffer full";
-
 impl SessionHandle {
-    pub fn new(
-        id: u64,
-        role: Role,
-        principal: String,
-        tx: mpsc::Sender<String>,
-        kill: Arc<KillSwitch>,
-    ) -> Self {
+    pub fn new(id: u64, role: Role, principal: String, outbox: Arc<Outbox>) -> Self {
         SessionHandle {
             id,
             role,
             principal,
-            tx,
-            kill,
+            outbox,
         }
     }
 
@@ -103,31 +61,27 @@ impl SessionHandle {
 
     /// [`Self::push`] for an already serialized frame.
     pub fn push_text(&self, kind: &'static str, text: String) -> bool {
-        if self.kill.reason().is_some() {
-            return false;
-        }
-        match self.tx.try_send(text) {
-            Ok(()) => {
+        match self.outbox.push(text) {
+            Pushed::Queued => {
                 metrics::ws_message(Direction::Out, kind);
                 true
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Pushed::Full => {
                 tracing::warn!(
                     session = self.id,
                     role = self.role.as_str(),
                     "closing a slow consumer"
                 );
                 metrics::error("slow_consumer");
-                self.kill.trip(SLOW_CONSUMER);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Pushed::Closed => false,
         }
     }
 
     /// Whether the session is gone or being closed.
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed() || self.kill.reason().is_some()
+        self.outbox.is_closed()
     }
 }
 
@@ -489,32 +443,16 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_full_outbound_queue_trips_the_kill_switch_instead_of_waiting() {
-        let (tx, mut rx) = mpsc::channel(2);
-        let kill = Arc::new(KillSwitch::default());
-        let session = SessionHandle::new(1, Role::Supervisor, "wall".into(), tx, Arc::clone(&kill));
+    #[test]
+    fn a_full_outbox_refuses_and_closes_the_session() {
+        let outbox = Arc::new(Outbox::new(2));
+        let session = SessionHandle::new(1, Role::Supervisor, "wall".into(), Arc::clone(&outbox));
         assert!(session.push(&frame(1)));
         assert!(session.push(&frame(2)));
-        assert!(kill.reason().is_none());
+        assert!(!session.is_closed());
         assert!(!session.push(&frame(3)), "a full queue refuses the frame");
-        assert_eq!(kill.reason(), Some(SLOW_CONSUMER));
-        // Resolves at once once tripped.
-        tokio::time::timeout(std::time::Duration::from_secs(1), kill.tripped())
-            .await
-            .expect("tripped resolves");
+        assert_eq!(outbox.reason(), Some(super::super::outbox::SLOW_CONSUMER));
         assert!(session.is_closed());
-        // Nothing more is queued after the trip, even with room again.
-        assert!(rx.recv().await.is_some_and(|t| t.contains("\"req_id\":1")));
         assert!(!session.push(&frame(4)));
-    }
-
-    #[tokio::test]
-    async fn the_first_reason_wins() {
-        let kill = KillSwitch::default();
-        kill.trip("first");
-        kill.trip("second");
-        assert_eq!(kill.reason(), Some("first"));
-        kill.tripped().await;
     }
 }

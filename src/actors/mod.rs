@@ -6,6 +6,7 @@
 //! - [`agent`]: one [`agent::AgentActor`] per logged-in agent (desktop
 //!   session, offers with context, presence pushes).
 //! - [`hub`]: the registry of addresses and sessions, and supervision.
+//! - [`outbox`]: a session's queue of outbound frames and its close reason.
 //!
 //! Actors translate messages into core calls and core decisions into
 //! messages; they never decide routing themselves and never block on I/O.
@@ -15,6 +16,8 @@
 pub mod agent;
 pub mod conversation;
 pub mod hub;
+pub mod outbox;
 pub mod router;
 
-pub use hub::{Hub, InjectPanic, KillSwitch, SessionHandle};
+pub use hub::{Hub, InjectPanic, SessionHandle};
+pub use outbox::Outbox;

@@ -21,13 +21,17 @@
 use actix_codec::Decoder as _;
 use actix_http::ws::{self, CloseReason, Frame, Item, OpCode, Parser, ProtocolError};
 use bytes::{Buf as _, Bytes, BytesMut};
+use std::future::poll_fn;
 use std::io;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
-/// How much one read may take from the socket at most.
-const READ_CHUNK: usize = 8 * 1024;
+/// The smallest and largest room a read gets. A read that fills its room
+/// doubles the next one's (a busy gateway connection), one that leaves most
+/// of it empty halves it (an agent's single frames).
+const READ_MIN: usize = 1024;
+const READ_MAX: usize = 64 * 1024;
 
 /// How long a closing connection waits for its last frames to be taken and
 /// for the peer to close its side.
@@ -74,6 +78,8 @@ pub struct WsConn {
     /// Encoded frames the kernel has not taken yet.
     out: BytesMut,
     max_message: usize,
+    /// Room for the next read, between [`READ_MIN`] and [`READ_MAX`].
+    read_size: u32,
 }
 
 impl std::fmt::Debug for WsConn {
@@ -102,6 +108,7 @@ impl WsConn {
             partial: None,
             out: BytesMut::new(),
             max_message,
+            read_size: READ_MIN as u32,
         }
     }
 
@@ -113,19 +120,36 @@ impl WsConn {
                 Ok(None) => {}
                 Err(e) => return Some(Err(e)),
             }
-            if let Err(e) = self.io.readable().await {
+            // `poll_read_ready` (not `readable()`) so the waker it leaves is
+            // this task's: the HTTP dispatcher's, left from the handshake,
+            // would otherwise keep that finished task's memory alive.
+            if let Err(e) = poll_fn(|cx| self.io.poll_read_ready(cx)).await {
                 return Some(Err(e.into()));
             }
-            if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
-                self.inbuf.reserve(READ_CHUNK);
+            let room = self.read_size as usize;
+            if self.inbuf.capacity() - self.inbuf.len() < room {
+                self.inbuf.reserve(room);
             }
+            let before = self.inbuf.len();
             match self.io.try_read_buf(&mut self.inbuf) {
                 Ok(0) => return None,
-                Ok(_) => {}
+                Ok(n) => self.adapt_read_size(n, self.inbuf.capacity() - before),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.release_inbuf(),
                 Err(e) => return Some(Err(e.into())),
             }
         }
+    }
+
+    fn adapt_read_size(&mut self, read: usize, room: usize) {
+        let size = self.read_size as usize;
+        let next = if read >= room {
+            (size * 2).min(READ_MAX)
+        } else if read < size / 4 {
+            (size / 2).max(READ_MIN)
+        } else {
+            size
+        };
+        self.read_size = next as u32;
     }
 
     /// The next whole message if it has already been read; no I/O.
@@ -243,7 +267,9 @@ impl WsConn {
             match self.io.try_write(&self.out) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.out.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.io.writable().await?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    poll_fn(|cx| self.io.poll_write_ready(cx)).await?
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -274,11 +300,11 @@ impl WsConn {
                 return;
             }
             loop {
-                if self.io.readable().await.is_err() {
+                if poll_fn(|cx| self.io.poll_read_ready(cx)).await.is_err() {
                     return;
                 }
                 self.inbuf.clear();
-                self.inbuf.reserve(READ_CHUNK);
+                self.inbuf.reserve(READ_MIN);
                 match self.io.try_read_buf(&mut self.inbuf) {
                     Ok(0) => return,
                     Ok(_) => {}

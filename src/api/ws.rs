@@ -1,10 +1,10 @@
 //! `GET /v1/ws`: one WebSocket session per connection.
 //!
-//! The token is checked before the upgrade (401 otherwise). Each connection
-//! then runs ONE `select!` loop over: its inbound frames, its bounded
-//! outbound queue (core calls push frames with `try_send`; a full queue means
-//! the client does not read, and it is closed with a reason — nothing ever
-//! waits on it), a heartbeat with a client timeout (a ping goes only to a
+//! The token is checked before the upgrade (401 otherwise, see
+//! [`super::upgrade`]). Each connection then runs ONE `select!` loop over:
+//! its inbound frames, its bounded [`Outbox`] (actors push frames without
+//! waiting; a full outbox means the client does not read, and it is closed
+//! with a reason; what is queued leaves in one write), a heartbeat with a client timeout (a ping goes only to a
 //! connection that has been quiet, see [`WsLimits::needs_ping`]), and the
 //! server's shutdown signal. A frame's size is checked before it is parsed; a bad
 //! frame gets an `error` frame and the connection stays open, except an
@@ -32,7 +32,7 @@ use super::transport::{WsConn, WsError, WsMessage};
 use crate::actors::agent::SessionClosed;
 use crate::actors::conversation::PostLine;
 use crate::actors::router::{LoginAgent, OpenConversation, RunCommand};
-use crate::actors::{Hub, KillSwitch, SessionHandle};
+use crate::actors::{Hub, Outbox, SessionHandle};
 use crate::clock;
 use crate::durability::{self, journal::Watermark, JournalFailed, Seq};
 use crate::metrics::{self, Direction};
@@ -45,7 +45,7 @@ use serde_json::Map;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// Limits of one WebSocket connection (from `[server]`).
 #[derive(Debug, Clone, Copy)]
@@ -153,9 +153,8 @@ async fn run_session(
 ) {
     let id = hub.next_session_id();
     let role = principal.role;
-    let (tx, mut rx) = mpsc::channel::<String>(limits.outbound_buffer_frames.max(1));
-    let kill = Arc::new(KillSwitch::default());
-    let handle = SessionHandle::new(id, role, principal.name.clone(), tx, Arc::clone(&kill));
+    let outbox = Arc::new(Outbox::new(limits.outbound_buffer_frames));
+    let handle = SessionHandle::new(id, role, principal.name.clone(), Arc::clone(&outbox));
     if role == Role::Connector {
         hub.add_connector(handle.clone());
     }
@@ -179,30 +178,25 @@ async fn run_session(
     let close: Option<CloseReason> = loop {
         tokio::select! {
             biased;
-            _ = kill.tripped() => {
-                break Some(reason(CloseCode::Policy, kill.reason().unwrap_or("closed by server")));
+            _ = outbox.ready() => {
+                if let Some(why) = outbox.reason() {
+                    break Some(reason(CloseCode::Policy, why));
+                }
+                // Whatever is queued leaves in one write.
+                outbox.drain(FRAMES_PER_WRITE, |text| ws.queue_text(text));
+                tokio::select! {
+                    sent = ws.flush() => if sent.is_err() { break None },
+                    _ = outbox.tripped() => break Some(reason(CloseCode::Policy, outbox.reason().unwrap_or("closed by server"))),
+                }
             }
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
-                    Box::pin(flush(&mut ws, &mut rx)).await;
+                    Box::pin(flush(&mut ws, &outbox)).await;
                     break Some(reason(CloseCode::Away, SHUTDOWN_REASON));
                 }
             }
             mark = durable_changed(&mut durable), if !conn.pending.is_empty() => {
                 conn.release(mark);
-            }
-            Some(text) = rx.recv() => {
-                // Whatever else is queued leaves in the same write.
-                ws.queue_text(&text);
-                drop(text);
-                for _ in 1..FRAMES_PER_WRITE {
-                    let Ok(text) = rx.try_recv() else { break };
-                    ws.queue_text(&text);
-                }
-                tokio::select! {
-                    sent = ws.flush() => if sent.is_err() { break None },
-                    _ = kill.tripped() => break Some(reason(CloseCode::Policy, kill.reason().unwrap_or("closed by server"))),
-                }
             }
             _ = heartbeat.tick() => {
                 let idle = last_seen.elapsed();
@@ -221,7 +215,7 @@ async fn run_session(
                 match msg {
                     None => break None,
                     Some(Err(WsError::Overflow { .. })) => {
-                        Box::pin(refuse_and_close(&mut ws, &mut rx, codes::FRAME_TOO_LARGE, "frame is larger than max_frame_bytes")).await;
+                        Box::pin(refuse_and_close(&mut ws, &outbox, codes::FRAME_TOO_LARGE, "frame is larger than max_frame_bytes")).await;
                         break Some(reason(CloseCode::Size, "frame too large"));
                     }
                     Some(Err(WsError::Io(e))) => {
@@ -235,14 +229,14 @@ async fn run_session(
                     }
                     Some(Ok(WsMessage::Text(text))) => {
                         if text.len() > limits.max_frame_bytes {
-                            Box::pin(refuse_and_close(&mut ws, &mut rx, codes::FRAME_TOO_LARGE, &format!(
+                            Box::pin(refuse_and_close(&mut ws, &outbox, codes::FRAME_TOO_LARGE, &format!(
                                 "frame of {} bytes is larger than max_frame_bytes ({})", text.len(), limits.max_frame_bytes))).await;
                             break Some(reason(CloseCode::Size, "frame too large"));
                         }
                         Box::pin(conn.on_text(&text)).await;
                     }
                     Some(Ok(WsMessage::Binary(_))) => {
-                        Box::pin(refuse_and_close(&mut ws, &mut rx, codes::BINARY_FRAME, "binary frames are not supported; send JSON text")).await;
+                        Box::pin(refuse_and_close(&mut ws, &outbox, codes::BINARY_FRAME, "binary frames are not supported; send JSON text")).await;
                         break Some(reason(CloseCode::Unsupported, "binary frames are not supported"));
                     }
                     Some(Ok(WsMessage::Ping(bytes))) => {
@@ -253,7 +247,7 @@ async fn run_session(
                     }
                     Some(Ok(WsMessage::Pong(_))) => {}
                     Some(Ok(WsMessage::Close(_))) => {
-                        Box::pin(flush(&mut ws, &mut rx)).await;
+                        Box::pin(flush(&mut ws, &outbox)).await;
                         break Some(reason(CloseCode::Normal, "bye"));
                     }
                 }
@@ -261,6 +255,7 @@ async fn run_session(
         }
     };
 
+    outbox.end();
     conn.cleanup();
     hub.session_closed();
     metrics::ws_connections(role.as_str(), -1);
@@ -277,27 +272,18 @@ fn reason(code: CloseCode, description: &str) -> CloseReason {
 }
 
 /// Writes what is queued for the client, for at most one second.
-async fn flush(ws: &mut WsConn, rx: &mut mpsc::Receiver<String>) {
-    while let Ok(text) = rx.try_recv() {
-        ws.queue_text(&text);
-    }
+async fn flush(ws: &mut WsConn, outbox: &Outbox) {
+    outbox.drain(usize::MAX, |text| ws.queue_text(text));
     let _ = tokio::time::timeout(Duration::from_secs(1), ws.flush()).await;
 }
 
 /// Sends queued frames and an error frame, before the caller closes.
-async fn refuse_and_close(
-    ws: &mut WsConn,
-    rx: &mut mpsc::Receiver<String>,
-    code: &'static str,
-    message: &str,
-) {
+async fn refuse_and_close(ws: &mut WsConn, outbox: &Outbox, code: &'static str, message: &str) {
     metrics::error(code);
     metrics::ws_message(Direction::In, "invalid");
     let frame = ServerFrame::error(None, code, message);
     metrics::ws_message(Direction::Out, frame.kind());
-    while let Ok(text) = rx.try_recv() {
-        ws.queue_text(&text);
-    }
+    outbox.drain(usize::MAX, |text| ws.queue_text(text));
     ws.queue_text(&frame.to_text());
     let _ = tokio::time::timeout(Duration::from_secs(1), ws.flush()).await;
 }

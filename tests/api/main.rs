@@ -11,3 +11,4 @@ mod shutdown;
 mod sla;
 mod slow_consumer;
 mod supervision;
+mod transport;

@@ -1,0 +1,210 @@
+//! A session's outbox: the frames actors push to one WebSocket client, and
+//! the reason the server is closing that client, if it is.
+//!
+//! Pushing never waits: a full outbox means the client does not read, and it
+//! trips the close reason [`SLOW_CONSUMER`] instead. The session loop waits
+//! on [`Outbox::ready`] and writes what [`Outbox::drain`] gives it. It is
+//! one small allocation per session (a lock, a queue that is empty while the
+//! client is idle, one `Notify`), where a channel would hold a block of
+//! slots for every idle agent. It must never block a pusher beyond its
+//! short lock and never drop a frame it accepted, except when the session
+//! ends.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use tokio::sync::Notify;
+
+/// Close reason of a client whose outbox filled up.
+pub const SLOW_CONSUMER: &str = "slow consumer: outbound buffer full";
+
+/// Frames queued beyond this are kept in a queue whose room is given back
+/// once it is empty again.
+const KEPT_ROOM: usize = 8;
+
+/// What became of a pushed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// The outbox was full: the frame is dropped and the session is told to
+    /// close as a slow consumer.
+    Full,
+    /// The session is closing or gone.
+    Closed,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct Outbox {
+    state: Mutex<State>,
+    notify: Notify,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    frames: VecDeque<String>,
+    reason: Option<&'static str>,
+    ended: bool,
+}
+
+impl Outbox {
+    /// An outbox that holds at most `capacity` frames (at least one).
+    pub fn new(capacity: usize) -> Self {
+        Outbox {
+            state: Mutex::default(),
+            notify: Notify::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a frame without waiting.
+    pub fn push(&self, text: String) -> Pushed {
+        let mut state = self.state();
+        if state.reason.is_some() || state.ended {
+            return Pushed::Closed;
+        }
+        if state.frames.len() >= self.capacity {
+            state.reason = Some(SLOW_CONSUMER);
+            drop(state);
+            self.notify.notify_one();
+            return Pushed::Full;
+        }
+        state.frames.push_back(text);
+        drop(state);
+        self.notify.notify_one();
+        Pushed::Queued
+    }
+
+    /// Asks the session to close with `reason` (the first reason wins).
+    pub fn trip(&self, reason: &'static str) {
+        let mut state = self.state();
+        if state.reason.is_none() {
+            state.reason = Some(reason);
+            drop(state);
+            self.notify.notify_one();
+        }
+    }
+
+    /// The close reason, once tripped.
+    pub fn reason(&self) -> Option<&'static str> {
+        self.state().reason
+    }
+
+    /// Resolves once there is a frame to write or a close reason.
+    pub async fn ready(&self) {
+        loop {
+            {
+                let state = self.state();
+                if state.reason.is_some() || !state.frames.is_empty() {
+                    return;
+                }
+            }
+            // A push between the check and here leaves a permit: no wake-up is lost.
+            self.notify.notified().await;
+        }
+    }
+
+    /// Resolves once a close reason is set.
+    pub async fn tripped(&self) {
+        while self.reason().is_none() {
+            self.notify.notified().await;
+        }
+    }
+
+    /// Hands up to `max` queued frames, oldest first, to `write`.
+    pub fn drain(&self, max: usize, mut write: impl FnMut(&str)) {
+        let mut state = self.state();
+        for _ in 0..max {
+            let Some(text) = state.frames.pop_front() else {
+                break;
+            };
+            write(&text);
+        }
+        if state.frames.is_empty() && state.frames.capacity() > KEPT_ROOM {
+            state.frames = VecDeque::new();
+        }
+    }
+
+    /// The session loop has ended: later pushes are refused.
+    pub fn end(&self) {
+        let mut state = self.state();
+        state.ended = true;
+        state.frames = VecDeque::new();
+    }
+
+    /// Whether the session is closing or gone.
+    pub fn is_closed(&self) -> bool {
+        let state = self.state();
+        state.ended || state.reason.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn drained(outbox: &Outbox) -> Vec<String> {
+        let mut out = Vec::new();
+        outbox.drain(usize::MAX, |t| out.push(t.to_string()));
+        out
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_trips_the_slow_consumer_reason_instead_of_waiting() {
+        let outbox = Outbox::new(2);
+        assert_eq!(outbox.push("1".into()), Pushed::Queued);
+        assert_eq!(outbox.push("2".into()), Pushed::Queued);
+        assert_eq!(outbox.reason(), None);
+        assert_eq!(outbox.push("3".into()), Pushed::Full);
+        assert_eq!(outbox.reason(), Some(SLOW_CONSUMER));
+        tokio::time::timeout(Duration::from_secs(1), outbox.tripped())
+            .await
+            .expect("tripped resolves at once");
+        assert!(outbox.is_closed());
+        // What was accepted is still there to flush; nothing more is taken.
+        assert_eq!(drained(&outbox), ["1", "2"]);
+        assert_eq!(outbox.push("4".into()), Pushed::Closed);
+    }
+
+    #[tokio::test]
+    async fn ready_wakes_for_a_frame_pushed_before_or_while_waiting() {
+        let outbox = std::sync::Arc::new(Outbox::new(8));
+        outbox.push("early".into());
+        tokio::time::timeout(Duration::from_secs(1), outbox.ready())
+            .await
+            .expect("a queued frame is ready at once");
+        assert_eq!(drained(&outbox), ["early"]);
+        let pusher = std::sync::Arc::clone(&outbox);
+        let push = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            pusher.push("late".into());
+        });
+        tokio::time::timeout(Duration::from_secs(1), outbox.ready())
+            .await
+            .expect("a frame pushed while waiting wakes the waiter");
+        push.await.expect("pusher ran");
+        assert_eq!(drained(&outbox), ["late"]);
+    }
+
+    #[test]
+    fn the_first_reason_wins_and_drain_keeps_order_and_limit() {
+        let outbox = Outbox::new(64);
+        for i in 0..20 {
+            outbox.push(i.to_string());
+        }
+        let mut first = Vec::new();
+        outbox.drain(5, |t| first.push(t.to_string()));
+        assert_eq!(first, ["0", "1", "2", "3", "4"]);
+        assert_eq!(drained(&outbox).len(), 15);
+        outbox.trip("first");
+        outbox.trip("second");
+        assert_eq!(outbox.reason(), Some("first"));
+        outbox.end();
+        assert_eq!(outbox.push("x".into()), Pushed::Closed);
+    }
+}
