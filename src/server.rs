@@ -221,8 +221,13 @@ fn restore_state(
     let (recorder, journal) = match config.snapshot.durability {
         Durability::Journal => {
             // The thread ends when its senders (recorder, replica) are dropped.
-            let journal = durability::journal::spawn_writer(dir, last_seq + 1, Some(to_replica))
-                .with_context(|| format!("starting the journal in {}", dir.display()))?;
+            let journal = durability::journal::spawn_writer(
+                dir,
+                last_seq + 1,
+                Some(to_replica),
+                config.snapshot.thread_nice,
+            )
+            .with_context(|| format!("starting the journal in {}", dir.display()))?;
             let tx = journal.tx.clone();
             (
                 Recorder::journaled(last_seq, journal.tx, journal.watermark),
@@ -301,6 +306,7 @@ fn start_snapshots(
             journal: feed.journal,
             base: ReplicaBase::Restore { until: feed.until },
             start_gate: Some(start_gate),
+            nice: config.snapshot.thread_nice,
         },
         feed.records,
     )

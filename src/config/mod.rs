@@ -378,6 +378,8 @@ pub struct SnapshotConfig {
     /// How long an ended conversation stays in the store (REST reads, the
     /// customer view, snapshots) after it ends; 0 keeps it forever.
     pub retain_ended_secs: Seconds,
+    /// Nice value (0..=19) of the journal and snapshot threads (Linux).
+    pub thread_nice: i32,
 }
 
 /// `[service_level]`.

@@ -423,6 +423,7 @@ fn every_problem_is_reported_at_once() {
         outbound_buffer_frames = 0
         [snapshot]
         keep = 0
+        thread_nice = -5
         [routing]
         agent_max_total = 0
         [channels.voice]
@@ -444,6 +445,7 @@ fn every_problem_is_reported_at_once() {
     assert_problem(&problems, "server.listen", "not an IP:port");
     assert_problem(&problems, "server.outbound_buffer_frames", "greater than 0");
     assert_problem(&problems, "snapshot.keep", "at least 1");
+    assert_problem(&problems, "snapshot.thread_nice", "0..=19");
     assert_problem(&problems, "routing.agent_max_total", "at least 1");
     assert_problem(
         &problems,

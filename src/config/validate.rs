@@ -395,6 +395,12 @@ fn other_sections(config: &AppConfig, p: &mut Problems) {
         p.push("snapshot.keep", "must be at least 1");
     }
     p.secs("snapshot.retain_ended_secs", s.retain_ended_secs, true);
+    if !(0..=19).contains(&s.thread_nice) {
+        p.push(
+            "snapshot.thread_nice",
+            "must be 0..=19 (a thread may lower its priority, not raise it)",
+        );
+    }
     p.secs(
         "service_level.short_abandon_secs",
         config.service_level.short_abandon_secs,

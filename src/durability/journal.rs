@@ -378,10 +378,12 @@ pub struct JournalWriter {
 /// Starts the group-commit thread; the first record it gets must be `first`
 /// (the watermark starts at `first - 1`). Records are handed to `forward`
 /// (the snapshot replica) once durable, in order.
+/// The thread runs at nice `nice` (see [`super::priority`]).
 pub fn spawn_writer(
     dir: &Path,
     first: Seq,
     forward: Option<Sender<(Seq, Record)>>,
+    nice: i32,
 ) -> Result<JournalWriter, JournalError> {
     // Prove the directory takes a segment now, not at the first record.
     let out = open_segment(dir, first)?;
@@ -397,7 +399,10 @@ pub fn spawn_writer(
     };
     let thread = std::thread::Builder::new()
         .name("journal".into())
-        .spawn(move || run_writer(&mut seg, rx, mark_tx, forward))
+        .spawn(move || {
+            super::priority::set_this_thread_nice(nice);
+            run_writer(&mut seg, rx, mark_tx, forward)
+        })
         .map_err(io("starting the journal thread for", Path::new("journal")))?;
     Ok(JournalWriter {
         tx,

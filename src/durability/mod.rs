@@ -6,6 +6,7 @@
 //! - [`snapshot`] — snapshot files: header + CRC + sections (core, store), written atomically.
 //! - [`replica`] — the snapshot thread: a replica of the state fed by the journal, snapshotted off the actors.
 //! - [`restore`](mod@restore) — newest valid snapshot + journal replay at start.
+//! - [`priority`] — the journal and snapshot threads yield the CPU to routing.
 //!
 //! The router is the single sequencer of core calls: it holds the
 //! [`recorder::Recorder`] lock across `engine.handle(now, cmd)`, the store
@@ -16,6 +17,7 @@
 //! actors or sessions.
 
 pub mod journal;
+pub mod priority;
 pub mod record;
 pub mod recorder;
 pub mod replica;

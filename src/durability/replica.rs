@@ -107,6 +107,8 @@ pub struct ReplicaConfig {
     /// restart's CPU goes to the live state first; records wait in the
     /// channel meanwhile.
     pub start_gate: Option<Receiver<()>>,
+    /// Nice value of the replica thread (see [`super::priority`]).
+    pub nice: i32,
 }
 
 type Reply = Sender<Result<Option<Written>, DurabilityError>>;
@@ -242,7 +244,10 @@ impl SnapshotReplica {
         let (control, requests) = crossbeam_channel::unbounded::<Reply>();
         let thread = std::thread::Builder::new()
             .name("snapshot".into())
-            .spawn(move || run(config, records, requests))?;
+            .spawn(move || {
+                super::priority::set_this_thread_nice(config.nice);
+                run(config, records, requests)
+            })?;
         Ok(SnapshotReplica {
             control: Mutex::new(Some(control)),
             thread: Mutex::new(Some(thread)),

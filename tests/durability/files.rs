@@ -190,7 +190,7 @@ fn replaying_the_journal_rebuilds_the_live_engine_and_store_exactly() {
     let records = script(&settings);
     assert!(records.len() > 40, "the script does something");
 
-    let writer = journal::spawn_writer(dir.path(), 1, None).expect("journal");
+    let writer = journal::spawn_writer(dir.path(), 1, None, 0).expect("journal");
     let recorder = Recorder::journaled(0, writer.tx.clone(), writer.watermark.clone());
     let mut live = Engine::new(settings.clone()).expect("settings");
     let live_store = Store::new();
@@ -231,7 +231,7 @@ fn a_snapshot_round_trips_and_the_journal_after_it_is_replayed_on_top() {
     let records = script(&settings);
     let (head, tail) = records.split_at(records.len() / 2);
 
-    let writer = journal::spawn_writer(dir.path(), 1, None).expect("journal");
+    let writer = journal::spawn_writer(dir.path(), 1, None, 0).expect("journal");
     let recorder = Recorder::journaled(0, writer.tx.clone(), writer.watermark.clone());
     let engine = std::sync::Mutex::new(Engine::new(settings.clone()).expect("settings"));
     let store = Store::new();
@@ -407,7 +407,7 @@ fn keep_prunes_old_snapshots_and_the_journal_segments_they_cover() {
 }
 
 fn journal_with(dir: &Path, n: u64) -> std::path::PathBuf {
-    let writer = journal::spawn_writer(dir, 1, None).expect("journal");
+    let writer = journal::spawn_writer(dir, 1, None, 0).expect("journal");
     for seq in 1..=n {
         writer
             .tx
@@ -587,11 +587,12 @@ fn the_replica_fed_by_the_journal_snapshots_exactly_the_live_state() {
     let settings = settings("[queues.general]\npolicy = \"random\"\n");
     let records = script(&settings);
     let (to_replica, from_journal) = crossbeam_channel::unbounded();
-    let writer = journal::spawn_writer(dir.path(), 1, Some(to_replica)).expect("journal");
+    let writer = journal::spawn_writer(dir.path(), 1, Some(to_replica), 0).expect("journal");
     let recorder = Recorder::journaled(0, writer.tx.clone(), writer.watermark.clone());
     let replica = SnapshotReplica::spawn(
         ReplicaConfig {
             start_gate: None,
+            nice: 0,
             dir: dir.path().to_path_buf(),
             keep: 2,
             interval: std::time::Duration::from_secs(3600),
@@ -643,7 +644,7 @@ fn a_journal_that_cannot_be_written_says_so_and_publishes_nothing_more() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     std::fs::create_dir(&data).expect("dir");
-    let writer = journal::spawn_writer(&data, 1, None).expect("journal");
+    let writer = journal::spawn_writer(&data, 1, None, 0).expect("journal");
     let sync = || {
         let (tx, rx) = crossbeam_channel::bounded(1);
         writer.tx.send(JournalMsg::Sync(tx)).expect("send");

@@ -86,6 +86,7 @@ fn snapshot_figures(n: u64) {
     let replica = SnapshotReplica::spawn(
         ReplicaConfig {
             start_gate: None,
+            nice: 0,
             dir: data.clone(),
             keep: 1,
             interval: Duration::from_secs(3600),
