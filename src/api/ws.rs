@@ -184,9 +184,8 @@ async fn run_session(
                 }
                 // Whatever is queued leaves in one write.
                 outbox.drain(FRAMES_PER_WRITE, |text| ws.queue_text(text));
-                tokio::select! {
-                    sent = ws.flush() => if sent.is_err() { break None },
-                    _ = outbox.tripped() => break Some(reason(CloseCode::Policy, outbox.reason().unwrap_or("closed by server"))),
+                if let Err(close) = flush_bounded(&mut ws, &outbox, limits.client_timeout).await {
+                    break close;
                 }
             }
             changed = shutdown.changed() => {
@@ -205,8 +204,8 @@ async fn run_session(
                 }
                 if limits.needs_ping(idle) {
                     ws.queue_ping(b"");
-                    if ws.flush().await.is_err() {
-                        break None;
+                    if let Err(close) = flush_bounded(&mut ws, &outbox, limits.client_timeout).await {
+                        break close;
                     }
                 }
             }
@@ -241,8 +240,8 @@ async fn run_session(
                     }
                     Some(Ok(WsMessage::Ping(bytes))) => {
                         ws.queue_pong(&bytes);
-                        if ws.flush().await.is_err() {
-                            break None;
+                        if let Err(close) = flush_bounded(&mut ws, &outbox, limits.client_timeout).await {
+                            break close;
                         }
                     }
                     Some(Ok(WsMessage::Pong(_))) => {}
@@ -270,6 +269,32 @@ fn reason(code: CloseCode, description: &str) -> CloseReason {
         description: Some(description.to_string()),
     }
 }
+
+/// Writes what is queued. The wait ends when the outbox trips (the client is
+/// closed for that reason) or after `limit`: a client that takes nothing
+/// for a whole client timeout is gone, even if it still sends (a client that
+/// sends pings and never reads would otherwise hold its session forever,
+/// the loop stuck on its full socket).
+async fn flush_bounded(
+    ws: &mut WsConn,
+    outbox: &Outbox,
+    limit: Duration,
+) -> Result<(), Option<CloseReason>> {
+    tokio::select! {
+        sent = ws.flush() => sent.map_err(|_| None),
+        _ = outbox.tripped() => Err(Some(reason(
+            CloseCode::Policy,
+            outbox.reason().unwrap_or("closed by server"),
+        ))),
+        _ = tokio::time::sleep(limit) => {
+            metrics::error("slow_consumer");
+            Err(Some(reason(CloseCode::Policy, NOT_READING)))
+        }
+    }
+}
+
+/// Close reason of a client that took nothing for a whole client timeout.
+pub const NOT_READING: &str = "client timeout: not reading";
 
 /// Writes what is queued for the client, for at most one second.
 async fn flush(ws: &mut WsConn, outbox: &Outbox) {

@@ -6,6 +6,7 @@
 
 use crate::helpers::*;
 use serde_json::{json, Value};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -20,7 +21,24 @@ async fn raw_upgrade(
     token: Option<&str>,
     key: bool,
 ) -> (TcpStream, u16, String, Vec<u8>) {
-    let mut stream = TcpStream::connect(app.addr).await.expect("connect");
+    raw_upgrade_on(
+        TcpStream::connect(app.addr).await.expect("connect"),
+        app,
+        path,
+        token,
+        key,
+    )
+    .await
+}
+
+/// [`raw_upgrade`] on a socket the caller set up.
+async fn raw_upgrade_on(
+    mut stream: TcpStream,
+    app: &TestApp,
+    path: &str,
+    token: Option<&str>,
+    key: bool,
+) -> (TcpStream, u16, String, Vec<u8>) {
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
@@ -224,5 +242,63 @@ async fn the_echo_endpoint_answers_every_frame_in_order() {
         let frame = echo.wait_for("echo").await;
         assert_eq!(frame["n"], i);
     }
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_client_that_sends_but_never_reads_is_closed_after_the_client_timeout() {
+    let app = spawn_app_custom(
+        "",
+        &[
+            ("SWITCHBOARD__SERVER__CLIENT_TIMEOUT_SECS", "3"),
+            ("SWITCHBOARD__SERVER__HEARTBEAT_INTERVAL_SECS", "1"),
+        ],
+    )
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(2048)
+        .expect("small receive buffer");
+    let stream = socket.connect(app.addr).await.expect("connect");
+    let (mut stream, status, _, _) =
+        raw_upgrade_on(stream, &app, "/v1/ws", Some(SUPERVISOR), true).await;
+    assert_eq!(status, 101);
+    // Masked pings with the largest control payload, each owed a pong, and
+    // nothing read: the server's socket to us fills, then ours to it.
+    let mut ping = vec![0x89, 0x80 | 125, 0, 0, 0, 0];
+    ping.extend_from_slice(&[0u8; 125]);
+    let burst: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 4096)
+        .collect();
+    // The session gives up on us after the client timeout (3 s) of taking
+    // nothing, although we keep sending: our writes then fail. A session stuck
+    // on its full socket would leave them blocked until this test's bound.
+    let writes = tokio::time::timeout(Duration::from_secs(12), async {
+        while stream.write_all(&burst).await.is_ok() {}
+    })
+    .await;
+    assert!(
+        writes.is_ok(),
+        "a client that sends but never reads must not hold its session"
+    );
+    let mut sink = vec![0u8; 1 << 16];
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection is closed");
+    assert!(
+        app.metric("switchboard_errors_total{code=\"slow_consumer\"}")
+            .await
+            >= 1.0
+    );
+    let mut wall = app.client(SUPERVISOR).await;
+    assert_eq!(
+        wall.request(json!({"type": "stats"})).await["type"],
+        "stats"
+    );
     app.stop().await;
 }
