@@ -280,7 +280,10 @@ async fn flush_bounded(
     outbox: &Outbox,
     limit: Duration,
 ) -> Result<(), Option<CloseReason>> {
+    // Flush first: when the socket takes it all at once (the usual case),
+    // neither the timer nor the waiter is ever registered.
     tokio::select! {
+        biased;
         sent = ws.flush() => sent.map_err(|_| None),
         _ = outbox.tripped() => Err(Some(reason(
             CloseCode::Policy,
