@@ -97,6 +97,7 @@ impl WsConn {
     /// away). A frame, and a message made of fragments, may be at most
     /// `max_message` bytes.
     pub fn new(io: TcpStream, leftover: BytesMut, max_message: usize) -> Self {
+        // Copied, not kept: `leftover` is the dispatcher's 8 KiB read buffer.
         let mut inbuf = BytesMut::new();
         if !leftover.is_empty() {
             inbuf.extend_from_slice(&leftover);
@@ -256,11 +257,6 @@ impl WsConn {
         Parser::write_message(&mut self.out, payload, OpCode::Pong, true, false);
     }
 
-    /// Whether frames are waiting to be written.
-    pub fn has_queued(&self) -> bool {
-        !self.out.is_empty()
-    }
-
     /// Writes everything queued; the buffer is released once it is all sent.
     pub async fn flush(&mut self) -> io::Result<()> {
         while !self.out.is_empty() {
@@ -277,12 +273,6 @@ impl WsConn {
             self.out = BytesMut::new();
         }
         Ok(())
-    }
-
-    /// Queues a text frame and writes it.
-    pub async fn send_text(&mut self, text: &str) -> io::Result<()> {
-        self.queue_text(text);
-        self.flush().await
     }
 
     /// The closing handshake, bounded by [`CLOSE_LINGER`]: writes what is

@@ -28,7 +28,7 @@ use super::http::{stats_frame, AppState};
 use super::protocol::{
     codes, parse_client_frame, ClientFrame, Request, Role, ServerFrame, Speaker, WireStatus,
 };
-use super::transport::{WsConn, WsError, WsMessage};
+use super::transport::{WsConn, WsError, WsMessage, CLOSE_LINGER};
 use crate::actors::agent::SessionClosed;
 use crate::actors::conversation::PostLine;
 use crate::actors::router::{LoginAgent, OpenConversation, RunCommand};
@@ -67,12 +67,7 @@ impl WsLimits {
             .saturating_sub(self.heartbeat_interval.saturating_mul(2));
         idle >= spare
     }
-}
 
-/// Close reason sent on server shutdown.
-pub const SHUTDOWN_REASON: &str = "shutdown";
-
-impl WsLimits {
     /// The limit the transport enforces on a frame or a joined message. It
     /// refuses only what is far over `max_frame_bytes`; a frame just over it
     /// is read and refused by the session, with an `error` frame that says
@@ -83,6 +78,9 @@ impl WsLimits {
             .max(self.max_frame_bytes + 1024)
     }
 }
+
+/// Close reason sent on server shutdown.
+pub const SHUTDOWN_REASON: &str = "shutdown";
 
 /// Starts the session loop of an upgraded, authenticated connection.
 pub fn start(state: &AppState, principal: Principal, conn: WsConn) {
@@ -299,10 +297,10 @@ async fn flush_bounded(
 /// Close reason of a client that took nothing for a whole client timeout.
 pub const NOT_READING: &str = "client timeout: not reading";
 
-/// Writes what is queued for the client, for at most one second.
+/// Writes what is queued for the client, for at most [`CLOSE_LINGER`].
 async fn flush(ws: &mut WsConn, outbox: &Outbox) {
     outbox.drain(usize::MAX, |text| ws.queue_text(text));
-    let _ = tokio::time::timeout(Duration::from_secs(1), ws.flush()).await;
+    let _ = tokio::time::timeout(CLOSE_LINGER, ws.flush()).await;
 }
 
 /// Sends queued frames and an error frame, before the caller closes.
@@ -313,7 +311,7 @@ async fn refuse_and_close(ws: &mut WsConn, outbox: &Outbox, code: &'static str, 
     metrics::ws_message(Direction::Out, frame.kind());
     outbox.drain(usize::MAX, |text| ws.queue_text(text));
     ws.queue_text(&frame.to_text());
-    let _ = tokio::time::timeout(Duration::from_secs(1), ws.flush()).await;
+    flush(ws, outbox).await;
 }
 
 impl Conn {
