@@ -25,6 +25,7 @@ use std::future::poll_fn;
 use std::io;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 /// The smallest and largest room a read gets. A read that fills its room
@@ -131,13 +132,40 @@ impl WsConn {
             if self.inbuf.capacity() - self.inbuf.len() < room {
                 self.inbuf.reserve(room);
             }
-            let before = self.inbuf.len();
-            match self.io.try_read_buf(&mut self.inbuf) {
+            let room = self.inbuf.capacity() - self.inbuf.len();
+            match self.read_some(room) {
                 Ok(0) => return None,
-                Ok(n) => self.adapt_read_size(n, self.inbuf.capacity() - before),
+                Ok(n) => self.adapt_read_size(n, room),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.release_inbuf(),
                 Err(e) => return Some(Err(e.into())),
             }
+        }
+    }
+
+    /// One read into `inbuf`'s spare `room`. A read that returns less than
+    /// `room` took everything the socket held, so it also clears the
+    /// socket's readiness (epoll(7): a short read on a stream socket means
+    /// its input is exhausted); the next read waits for new data instead of
+    /// trying once more only to get `EAGAIN`, which was half of all reads.
+    /// Readiness is cleared only if no new event arrived since it was
+    /// observed, and a peer's close is never cleared, so no data or EOF
+    /// can be missed.
+    fn read_some(&mut self, room: usize) -> io::Result<usize> {
+        let mut read = None;
+        let (io, inbuf) = (&self.io, &mut self.inbuf);
+        let outcome = io.try_io(Interest::READABLE, || {
+            let n = io.try_read_buf(inbuf)?;
+            read = Some(n);
+            if n > 0 && n < room {
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(n)
+            }
+        });
+        match (outcome, read) {
+            (Ok(n), _) => Ok(n),
+            (Err(e), Some(n)) if e.kind() == io::ErrorKind::WouldBlock => Ok(n),
+            (Err(e), _) => Err(e),
         }
     }
 

@@ -106,6 +106,26 @@ fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
     frames
 }
 
+/// A masked client text frame carrying `payload`.
+fn masked_text(payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x81];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n <= 0xFFFF => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
 #[actix_web::test]
 async fn upgrades_are_routed_and_refused_with_json_errors() {
     let app = spawn_app().await;
@@ -300,5 +320,51 @@ async fn a_client_that_sends_but_never_reads_is_closed_after_the_client_timeout(
         wall.request(json!({"type": "stats"})).await["type"],
         "stats"
     );
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn frames_arriving_a_few_bytes_at_a_time_or_in_large_bursts_are_all_read() {
+    // A read that returns less than its room ends waiting for the socket's
+    // next readiness instead of reading again; bytes that arrive after it
+    // must still wake the connection, and reads that fill their room must
+    // go on reading.
+    let app = spawn_app_custom("", &[("SWITCHBOARD__SERVER__ECHO_ENDPOINT", "true")]).await;
+    let (mut stream, status, _, mut got) = raw_upgrade(&app, "/v1/echo", None, true).await;
+    assert_eq!(status, 101);
+    let first = masked_text(br#"{"type":"echo","n":1}"#);
+    for chunk in first.chunks(3) {
+        stream.write_all(chunk).await.expect("write");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Then 40 frames of ~1.5 KiB in one write (60 KiB: several reads that
+    // fill their room), then one more in two pieces far apart.
+    let filler = "x".repeat(1500);
+    let mut burst = Vec::new();
+    for n in 2..42 {
+        burst.extend(masked_text(
+            format!(r#"{{"type":"echo","n":{n},"pad":"{filler}"}}"#).as_bytes(),
+        ));
+    }
+    stream.write_all(&burst).await.expect("write burst");
+    let last = masked_text(br#"{"type":"echo","n":42}"#);
+    stream.write_all(&last[..5]).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stream.write_all(&last[5..]).await.expect("write");
+    let mut seen = Vec::new();
+    while seen.len() < 42 {
+        let mut chunk = vec![0u8; 64 * 1024];
+        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+            .await
+            .expect("every echo in time")
+            .expect("read");
+        assert!(n > 0, "closed after {} echoes", seen.len());
+        got.extend_from_slice(&chunk[..n]);
+        seen = server_frames(&got)
+            .into_iter()
+            .map(|(_, p)| serde_json::from_slice::<Value>(&p).expect("json")["n"].clone())
+            .collect();
+    }
+    assert_eq!(seen, (1..=42).map(Value::from).collect::<Vec<_>>());
     app.stop().await;
 }
