@@ -12,11 +12,14 @@
 //! done; done
 //! ```
 //!
-//! Each run makes `iters` uncounted warm-up decisions (first offer to each
-//! agent, ready rings growing to their steady size), then `iters` counted
-//! ones, and prints that number; callgrind's `I refs` divided by it is the
-//! instructions per decision. Without valgrind it just
-//! runs (a smoke check under `cargo bench`).
+//! Arguments: `MODE AGENTS ITERS [WARM]`. Each run makes `WARM` uncounted
+//! warm-up decisions (default `ITERS`: first offer to each agent, ready
+//! rings growing), then `ITERS` counted ones, and prints that number;
+//! callgrind's `I refs` divided by it is the instructions per decision. At
+//! 100k agents the ready rings are still growing after 20,000 decisions, so
+//! cache-model runs there use `WARM` = 400000 (steady state, as criterion
+//! sees it after its own warm-up). Without valgrind it just runs (a smoke
+//! check under `cargo bench`).
 
 mod support;
 
@@ -48,14 +51,15 @@ fn main() {
         .to_string();
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1_000);
     let iters: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2_000);
+    let warm: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(iters);
     let mut w = World::new(n);
     let mut assigned = Vec::new();
     match mode.as_str() {
         "arrival" => {
-            for i in 0..2 * iters {
+            for i in 0..warm + iters {
                 let cmd = w.random_open();
                 w.now += 1;
-                let r = if i < iters {
+                let r = if i < warm {
                     // Warm-up, not counted: first offers per agent, ring buffers growing.
                     w.engine.handle(w.now, cmd)
                 } else {
@@ -71,7 +75,7 @@ fn main() {
         "frees" => {
             assigned = w.fill(n * 3);
             let mut pick = 0usize;
-            for i in 0..2 * iters {
+            for i in 0..warm + iters {
                 pick = (pick + 7919) % assigned.len();
                 let (agent, conversation) = assigned.swap_remove(pick);
                 w.now += 1;
@@ -79,7 +83,7 @@ fn main() {
                     agent,
                     conversation,
                 };
-                let r = if i < iters {
+                let r = if i < warm {
                     // Warm-up, not counted.
                     w.engine.handle(w.now, cmd)
                 } else {
