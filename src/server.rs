@@ -225,7 +225,10 @@ fn restore_state(
                 dir,
                 last_seq + 1,
                 Some(to_replica),
-                config.snapshot.thread_nice,
+                durability::journal::WriterOptions {
+                    nice: config.snapshot.thread_nice,
+                    commit_window: config.snapshot.commit_window_secs.as_duration(),
+                },
             )
             .with_context(|| format!("starting the journal in {}", dir.display()))?;
             let tx = journal.tx.clone();

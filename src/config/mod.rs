@@ -380,6 +380,8 @@ pub struct SnapshotConfig {
     pub retain_ended_secs: Seconds,
     /// Nice value (0..=19) of the journal and snapshot threads (Linux).
     pub thread_nice: i32,
+    /// The shortest time between the starts of two journal commits (fsyncs).
+    pub commit_window_secs: Seconds,
 }
 
 /// `[service_level]`.

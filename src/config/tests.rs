@@ -424,6 +424,7 @@ fn every_problem_is_reported_at_once() {
         [snapshot]
         keep = 0
         thread_nice = -5
+        commit_window_secs = 0.5
         [routing]
         agent_max_total = 0
         [channels.voice]
@@ -446,6 +447,7 @@ fn every_problem_is_reported_at_once() {
     assert_problem(&problems, "server.outbound_buffer_frames", "greater than 0");
     assert_problem(&problems, "snapshot.keep", "at least 1");
     assert_problem(&problems, "snapshot.thread_nice", "0..=19");
+    assert_problem(&problems, "snapshot.commit_window_secs", "at most 0.1");
     assert_problem(&problems, "routing.agent_max_total", "at least 1");
     assert_problem(
         &problems,

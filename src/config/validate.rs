@@ -395,6 +395,13 @@ fn other_sections(config: &AppConfig, p: &mut Problems) {
         p.push("snapshot.keep", "must be at least 1");
     }
     p.secs("snapshot.retain_ended_secs", s.retain_ended_secs, true);
+    p.secs("snapshot.commit_window_secs", s.commit_window_secs, true);
+    if s.commit_window_secs.secs() > 0.1 {
+        p.push(
+            "snapshot.commit_window_secs",
+            "must be at most 0.1 (every ack of a busy engine waits up to this long)",
+        );
+    }
     if !(0..=19).contains(&s.thread_nice) {
         p.push(
             "snapshot.thread_nice",

@@ -14,6 +14,12 @@
 //! and hands the durable records on to the snapshot replica. Callers never
 //! wait for the disk while holding a lock; they wait on the watermark.
 //!
+//! A commit starts no sooner than [`WriterOptions::commit_window`] after the
+//! previous one started: under a steady stream of changes the records of a
+//! whole window share one `fdatasync`, instead of each fsync taking the few
+//! records that arrived during the last one. After a quiet spell the first
+//! change is committed at once.
+//!
 //! Segments grow by zero-filled chunks ([`ZERO_CHUNK`]) written ahead of the
 //! records, so most group commits overwrite blocks the file already has and
 //! the `fdatasync` flushes only the data: appending at the end would change
@@ -35,6 +41,9 @@ use crossbeam_channel::{Receiver, Sender};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// First bytes of every segment.
@@ -373,17 +382,28 @@ pub struct JournalWriter {
     pub tx: Sender<JournalMsg>,
     pub watermark: watch::Receiver<Watermark>,
     pub thread: std::thread::JoinHandle<()>,
+    /// Group commits made so far (one `fdatasync` each).
+    pub commits: Arc<AtomicU64>,
+}
+
+/// How the journal thread runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriterOptions {
+    /// Nice value of the thread (see [`super::priority`]).
+    pub nice: i32,
+    /// The shortest time from the start of one commit to the start of the
+    /// next (zero: commit as soon as the previous one is done).
+    pub commit_window: Duration,
 }
 
 /// Starts the group-commit thread; the first record it gets must be `first`
 /// (the watermark starts at `first - 1`). Records are handed to `forward`
 /// (the snapshot replica) once durable, in order.
-/// The thread runs at nice `nice` (see [`super::priority`]).
 pub fn spawn_writer(
     dir: &Path,
     first: Seq,
     forward: Option<Sender<(Seq, Record)>>,
-    nice: i32,
+    options: WriterOptions,
 ) -> Result<JournalWriter, JournalError> {
     // Prove the directory takes a segment now, not at the first record.
     let out = open_segment(dir, first)?;
@@ -397,17 +417,27 @@ pub fn spawn_writer(
         open: Some(out),
         buf: Vec::with_capacity(1 << 16),
     };
+    let commits = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&commits);
     let thread = std::thread::Builder::new()
         .name("journal".into())
         .spawn(move || {
-            super::priority::set_this_thread_nice(nice);
-            run_writer(&mut seg, rx, mark_tx, forward)
+            super::priority::set_this_thread_nice(options.nice);
+            run_writer(
+                &mut seg,
+                rx,
+                mark_tx,
+                forward,
+                options.commit_window,
+                &counted,
+            )
         })
         .map_err(io("starting the journal thread for", Path::new("journal")))?;
     Ok(JournalWriter {
         tx,
         watermark: mark_rx,
         thread,
+        commits,
     })
 }
 
@@ -416,11 +446,19 @@ fn run_writer(
     rx: Receiver<JournalMsg>,
     mark: watch::Sender<Watermark>,
     forward: Option<Sender<(Seq, Record)>>,
+    window: Duration,
+    commits: &AtomicU64,
 ) {
     let mut failed = false;
     let mut durable = mark.borrow().seq;
     let mut batch: Vec<(Seq, Record)> = Vec::new();
+    let mut last_commit: Option<Instant> = None;
     while let Ok(first) = rx.recv() {
+        // What arrives until the window since the last commit has passed
+        // joins this one (the callers only queue; nobody waits on this thread).
+        if let Some(rest) = last_commit.and_then(|at| window.checked_sub(at.elapsed())) {
+            std::thread::sleep(rest);
+        }
         let mut syncs = Vec::new();
         let mut result = Ok(());
         batch.clear();
@@ -437,8 +475,10 @@ fn run_writer(
         }
         if result.is_ok() && !batch.is_empty() && !failed {
             let start = clock::instant();
+            last_commit = Some(start);
             result = seg.sync();
             metrics::journal_fsync(clock::elapsed_secs(start));
+            commits.fetch_add(1, Ordering::Relaxed);
         }
         match result {
             Ok(()) if !failed => {

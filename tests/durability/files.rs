@@ -3,7 +3,7 @@
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use switchboard::config::AppConfig;
-use switchboard::durability::journal::{self, JournalMsg};
+use switchboard::durability::journal::{self, JournalMsg, WriterOptions};
 use switchboard::durability::snapshot::{self, SnapshotError};
 use switchboard::durability::{self, apply_record, Record, Recorder};
 use switchboard::durability::{ReplicaBase, ReplicaConfig, SnapshotReplica};
@@ -190,7 +190,8 @@ fn replaying_the_journal_rebuilds_the_live_engine_and_store_exactly() {
     let records = script(&settings);
     assert!(records.len() > 40, "the script does something");
 
-    let writer = journal::spawn_writer(dir.path(), 1, None, 0).expect("journal");
+    let writer =
+        journal::spawn_writer(dir.path(), 1, None, WriterOptions::default()).expect("journal");
     let recorder = Recorder::journaled(0, writer.tx.clone(), writer.watermark.clone());
     let mut live = Engine::new(settings.clone()).expect("settings");
     let live_store = Store::new();
@@ -231,7 +232,8 @@ fn a_snapshot_round_trips_and_the_journal_after_it_is_replayed_on_top() {
     let records = script(&settings);
     let (head, tail) = records.split_at(records.len() / 2);
 
-    let writer = journal::spawn_writer(dir.path(), 1, None, 0).expect("journal");
+    let writer =
+        journal::spawn_writer(dir.path(), 1, None, WriterOptions::default()).expect("journal");
     let recorder = Recorder::journaled(0, writer.tx.clone(), writer.watermark.clone());
     let engine = std::sync::Mutex::new(Engine::new(settings.clone()).expect("settings"));
     let store = Store::new();
@@ -407,7 +409,7 @@ fn keep_prunes_old_snapshots_and_the_journal_segments_they_cover() {
 }
 
 fn journal_with(dir: &Path, n: u64) -> std::path::PathBuf {
-    let writer = journal::spawn_writer(dir, 1, None, 0).expect("journal");
+    let writer = journal::spawn_writer(dir, 1, None, WriterOptions::default()).expect("journal");
     for seq in 1..=n {
         writer
             .tx
@@ -587,7 +589,8 @@ fn the_replica_fed_by_the_journal_snapshots_exactly_the_live_state() {
     let settings = settings("[queues.general]\npolicy = \"random\"\n");
     let records = script(&settings);
     let (to_replica, from_journal) = crossbeam_channel::unbounded();
-    let writer = journal::spawn_writer(dir.path(), 1, Some(to_replica), 0).expect("journal");
+    let writer = journal::spawn_writer(dir.path(), 1, Some(to_replica), WriterOptions::default())
+        .expect("journal");
     let recorder = Recorder::journaled(0, writer.tx.clone(), writer.watermark.clone());
     let replica = SnapshotReplica::spawn(
         ReplicaConfig {
@@ -644,7 +647,7 @@ fn a_journal_that_cannot_be_written_says_so_and_publishes_nothing_more() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     std::fs::create_dir(&data).expect("dir");
-    let writer = journal::spawn_writer(&data, 1, None, 0).expect("journal");
+    let writer = journal::spawn_writer(&data, 1, None, WriterOptions::default()).expect("journal");
     let sync = || {
         let (tx, rx) = crossbeam_channel::bounded(1);
         writer.tx.send(JournalMsg::Sync(tx)).expect("send");
@@ -680,4 +683,46 @@ fn a_journal_that_cannot_be_written_says_so_and_publishes_nothing_more() {
     let recorder = Recorder::journaled(2, writer.tx.clone(), writer.watermark.clone());
     assert!(recorder.is_durable(1).expect("1 is durable"));
     assert!(recorder.is_durable(2).is_err(), "2 never will be");
+}
+
+/// Records 2 ms apart for 300 ms, through a journal with `window`; returns
+/// how many group commits (fsyncs) it made for them.
+fn commits_for_a_steady_stream(window: std::time::Duration) -> u64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let writer = journal::spawn_writer(
+        dir.path(),
+        1,
+        None,
+        WriterOptions {
+            nice: 0,
+            commit_window: window,
+        },
+    )
+    .expect("journal");
+    for seq in 1..=150 {
+        writer
+            .tx
+            .send(JournalMsg::Append(seq, Record::Timeout { now: seq }))
+            .expect("send");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    writer.tx.send(JournalMsg::Sync(tx)).expect("send");
+    rx.recv().expect("synced");
+    assert_eq!(writer.watermark.borrow().seq, 150, "every record durable");
+    writer.commits.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[test]
+fn records_arriving_within_the_commit_window_share_one_fsync() {
+    // 300 ms of records with a 100 ms window: one commit at the first record,
+    // then at most one per window.
+    let windowed = commits_for_a_steady_stream(std::time::Duration::from_millis(100));
+    assert!(windowed <= 5, "{windowed} commits with a 100 ms window");
+    // Without a window each fsync takes what arrived during the previous one.
+    let eager = commits_for_a_steady_stream(std::time::Duration::ZERO);
+    assert!(
+        eager > windowed,
+        "{eager} commits without a window, {windowed} with"
+    );
 }
