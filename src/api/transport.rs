@@ -132,10 +132,10 @@ impl WsConn {
             if self.inbuf.capacity() - self.inbuf.len() < room {
                 self.inbuf.reserve(room);
             }
-            let room = self.inbuf.capacity() - self.inbuf.len();
-            match self.read_some(room) {
+            let spare = self.inbuf.capacity() - self.inbuf.len();
+            match self.read_some(spare) {
                 Ok(0) => return None,
-                Ok(n) => self.adapt_read_size(n, room),
+                Ok(n) => self.adapt_read_size(n, spare),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.release_inbuf(),
                 Err(e) => return Some(Err(e.into())),
             }

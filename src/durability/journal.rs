@@ -455,7 +455,8 @@ fn run_writer(
     let mut last_commit: Option<Instant> = None;
     while let Ok(first) = rx.recv() {
         // What arrives until the window since the last commit has passed
-        // joins this one (the callers only queue; nobody waits on this thread).
+        // joins this one. Callers only queue here and hold no lock while
+        // their acks wait for the watermark.
         if let Some(rest) = last_commit.and_then(|at| window.checked_sub(at.elapsed())) {
             std::thread::sleep(rest);
         }
