@@ -21,7 +21,7 @@
 
 use super::agent::AgentActor;
 use super::conversation::ConversationActor;
-use super::outbox::{Outbox, Pushed};
+use super::outbox::{Outbox, Pushed, SLOW_CONSUMER_CODE};
 use super::router::RouterActor;
 use crate::api::protocol::{Role, ServerFrame};
 use crate::durability::{Recorder, SnapshotReplica};
@@ -72,7 +72,7 @@ impl SessionHandle {
                     role = self.role.as_str(),
                     "closing a slow consumer"
                 );
-                metrics::error("slow_consumer");
+                metrics::error(SLOW_CONSUMER_CODE);
                 false
             }
             Pushed::Closed => false,

@@ -17,6 +17,10 @@ use tokio::sync::Notify;
 /// Close reason of a client whose outbox filled up.
 pub const SLOW_CONSUMER: &str = "slow consumer: outbound buffer full";
 
+/// The `switchboard_errors_total` code of a client closed for not reading
+/// (its outbox filled up, or a write waited a whole client timeout).
+pub const SLOW_CONSUMER_CODE: &str = "slow_consumer";
+
 /// Frames queued beyond this are kept in a queue whose room is given back
 /// once it is empty again.
 const KEPT_ROOM: usize = 8;

@@ -31,6 +31,7 @@ use super::protocol::{
 use super::transport::{WsConn, WsError, WsMessage, CLOSE_LINGER};
 use crate::actors::agent::SessionClosed;
 use crate::actors::conversation::PostLine;
+use crate::actors::outbox::SLOW_CONSUMER_CODE;
 use crate::actors::router::{LoginAgent, OpenConversation, RunCommand};
 use crate::actors::{Hub, Outbox, SessionHandle};
 use crate::clock;
@@ -288,7 +289,7 @@ async fn flush_bounded(
             outbox.reason().unwrap_or("closed by server"),
         ))),
         _ = tokio::time::sleep(limit) => {
-            metrics::error("slow_consumer");
+            metrics::error(SLOW_CONSUMER_CODE);
             Err(Some(reason(CloseCode::Policy, NOT_READING)))
         }
     }

@@ -106,6 +106,15 @@ fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
     frames
 }
 
+/// The engine goes on answering other clients.
+async fn assert_still_serving(app: &TestApp) {
+    let mut wall = app.client(SUPERVISOR).await;
+    assert_eq!(
+        wall.request(json!({"type": "stats"})).await["type"],
+        "stats"
+    );
+}
+
 /// A masked client text frame carrying `payload`.
 fn masked_text(payload: &[u8]) -> Vec<u8> {
     let mask = [0x37, 0xfa, 0x21, 0x3d];
@@ -239,12 +248,7 @@ async fn a_frame_declared_far_over_the_limit_is_refused_from_its_header() {
         .find(|(op, _)| *op == 0x8)
         .expect("a close frame");
     assert_eq!(u16::from_be_bytes([close.1[0], close.1[1]]), 1009);
-    // The engine goes on serving others.
-    let mut wall = app.client(SUPERVISOR).await;
-    assert_eq!(
-        wall.request(json!({"type": "stats"})).await["type"],
-        "stats"
-    );
+    assert_still_serving(&app).await;
     app.stop().await;
 }
 
@@ -315,11 +319,7 @@ async fn a_client_that_sends_but_never_reads_is_closed_after_the_client_timeout(
             .await
             >= 1.0
     );
-    let mut wall = app.client(SUPERVISOR).await;
-    assert_eq!(
-        wall.request(json!({"type": "stats"})).await["type"],
-        "stats"
-    );
+    assert_still_serving(&app).await;
     app.stop().await;
 }
 
