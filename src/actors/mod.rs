@@ -7,6 +7,8 @@
 //!   session, offers with context, presence pushes).
 //! - [`hub`]: the registry of addresses and sessions, and supervision.
 //! - [`outbox`]: a session's queue of outbound frames and its close reason.
+//! - [`reply_slot`]: where the router leaves a session's reply, waking it
+//!   only when the journal's watermark will not.
 //!
 //! Actors translate messages into core calls and core decisions into
 //! messages; they never decide routing themselves and never block on I/O.
@@ -17,6 +19,7 @@ pub mod agent;
 pub mod conversation;
 pub mod hub;
 pub mod outbox;
+pub mod reply_slot;
 pub mod router;
 
 pub use hub::{Hub, InjectPanic, SessionHandle};

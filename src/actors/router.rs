@@ -16,7 +16,8 @@
 //! about a change can read it back over REST at once. The engine itself is
 //! owned by the [`Hub`] (see its docs): a router that dies loses nothing.
 //!
-//! It must never block on a client (sessions are `try_send`), never hold the
+//! It must never block on a client (frames go into the session's outbox,
+//! which never waits), never hold the
 //! engine lock while talking to an actor, and never read time except through
 //! [`crate::clock`].
 
@@ -26,6 +27,7 @@ use super::agent::{
 };
 use super::conversation::ConversationNotice;
 use super::hub::{Hub, InjectPanic, SessionHandle};
+use super::reply_slot::ReplyTx;
 use crate::api::protocol::ServerFrame;
 use crate::clock;
 use crate::durability::{Record, Seq};
@@ -45,6 +47,18 @@ use std::time::Duration;
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<Sequenced<Reply>, CommandError>")]
 pub struct RunCommand(pub Command);
+
+/// What a routed command leaves its session: the reply and the journal
+/// record it waits for (an open's reply is [`Reply::Opened`]).
+pub type Routed = Result<Sequenced<Reply>, CommandError>;
+
+/// A command whose reply the router leaves in a
+/// [`ReplySlot`](super::reply_slot::ReplySlot) instead of
+/// answering it, so that the session is not woken twice (see
+/// [`super::reply_slot`]). `M` is [`RunCommand`] or [`OpenConversation`].
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Quietly<M>(pub M, pub ReplyTx<Routed>);
 
 /// Does nothing: answered once every message queued before it is handled
 /// (graceful shutdown waits for it before the final snapshot).
@@ -158,6 +172,18 @@ impl RouterActor {
                 (e, released)
             })
             .collect()
+    }
+
+    /// Leaves a routed command's reply for its session. A change whose
+    /// record is still on its way to the disk is left quietly: the
+    /// journal's watermark wakes the session when it is durable, and the
+    /// `ack` could not leave before that anyway.
+    fn leave(&self, reply: ReplyTx<Routed>, result: Routed) {
+        let quiet = match &result {
+            Ok(done) => matches!(self.hub.recorder.is_durable(done.seq), Ok(false)),
+            Err(_) => false,
+        };
+        reply.fill(result, quiet);
     }
 
     /// Tells the actors and supervisors about effects already in the store.
@@ -607,6 +633,28 @@ impl Handler<OpenConversation> for RouterActor {
         };
         self.finish(ctx, now, step.effects, step.next);
         opened
+    }
+}
+
+impl Handler<Quietly<RunCommand>> for RouterActor {
+    type Result = ();
+
+    fn handle(&mut self, Quietly(msg, reply): Quietly<RunCommand>, ctx: &mut Context<Self>) {
+        let result = <Self as Handler<RunCommand>>::handle(self, msg, ctx);
+        self.leave(reply, result);
+    }
+}
+
+impl Handler<Quietly<OpenConversation>> for RouterActor {
+    type Result = ();
+
+    fn handle(&mut self, Quietly(msg, reply): Quietly<OpenConversation>, ctx: &mut Context<Self>) {
+        let result = <Self as Handler<OpenConversation>>::handle(self, msg, ctx);
+        let routed = result.map(|opened| Sequenced {
+            value: Reply::Opened(opened.value),
+            seq: opened.seq,
+        });
+        self.leave(reply, routed);
     }
 }
 

@@ -10,12 +10,18 @@
 //! frame gets an `error` frame and the connection stays open, except an
 //! oversize or binary frame, which is answered and then closed.
 //!
-//! A request is handled on the session's own thread: the core call is made
-//! here (`crate::actors::dispatch`), serialised with every other by the
-//! recorder's lock. With a journal, an `ack` for a state-changing request is
-//! held until the journal record of that change is durable (the call returns
-//! its sequence number; the loop waits on the journal's watermark), and
-//! replies leave in request order.
+//! A routing request (open, accept, reject, complete, status, transfer …) is
+//! sent to the router actor, which sequences every change. The session does
+//! not wait for it: it reads on, holding a place for the reply, and the
+//! router leaves the reply in a [`ReplySlot`] (quietly, when the journal's
+//! watermark will wake the session anyway, see [`crate::actors::reply_slot`]).
+//! With a journal, an `ack` for a state-changing request is held until the
+//! journal record of that change is durable, and replies always leave in
+//! request order. A request whose checks read what earlier requests change
+//! (a login, a message, whose sender must hold the conversation, `stats`)
+//! first waits until the router has taken every earlier one. A client may
+//! have at most [`MAX_HELD_REPLIES`] replies held; beyond that the session
+//! stops reading until some leave.
 //!
 //! Authorization lives here: an agent session acts only as the agent it
 //! logged in as, a connector only on conversations it opened (owner = its
@@ -32,17 +38,18 @@ use super::transport::{WsConn, WsError, WsMessage, CLOSE_LINGER};
 use crate::actors::agent::SessionClosed;
 use crate::actors::conversation::PostLine;
 use crate::actors::outbox::SLOW_CONSUMER_CODE;
-use crate::actors::router::{LoginAgent, OpenConversation, RunCommand};
+use crate::actors::reply_slot::{self, Gone, ReplySlot};
+use crate::actors::router::{LoginAgent, OpenConversation, Quietly, Routed, RunCommand};
 use crate::actors::{Hub, Outbox, SessionHandle};
 use crate::clock;
-use crate::durability::{self, journal::Watermark, JournalFailed, Seq};
+use crate::durability::{journal::Watermark, JournalFailed, Seq};
 use crate::metrics::{self, Direction};
 use crate::routing::{
     AgentStatus, Command, CommandError, ConversationId, OfferId, Reply, TransferTarget,
 };
 use crate::store::ConversationRecord;
 use actix_http::ws::{CloseCode, CloseReason};
-use serde_json::Map;
+use serde_json::{Map, Value};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +110,34 @@ enum Answer {
     Frame(Box<ServerFrame>),
 }
 
+/// What handling a request gave: an answer now, or a request the router has,
+/// whose reply it will leave in the slot.
+enum Handled {
+    Now(Answer),
+    Routed(ReplySlot<Routed>),
+}
+
+impl From<Answer> for Handled {
+    fn from(answer: Answer) -> Self {
+        Handled::Now(answer)
+    }
+}
+
+/// A reply the client is owed, in request order.
+// Held replies live in the session's queue, whose room is reused; boxing
+// the large variant would cost an allocation per reply instead.
+#[allow(clippy::large_enum_variant)]
+enum Held {
+    /// The router has the request; its reply is not taken yet.
+    Routed(Option<Value>, ReplySlot<Routed>),
+    /// A reply waiting for journal record `Seq` to be durable.
+    Reply(Seq, ServerFrame),
+}
+
+/// The most replies one session holds: a client that sends faster than its
+/// requests are routed and made durable is read no further until some leave.
+pub const MAX_HELD_REPLIES: usize = 1024;
+
 /// Why a request was refused: a stable code and a human message.
 #[derive(Debug)]
 struct Refusal {
@@ -135,9 +170,10 @@ struct Conn {
     handle: SessionHandle,
     /// The agent this session logged in as.
     agent: Option<String>,
-    /// Replies held back until the journal record they depend on is durable
-    /// (in request order; a reply that depends on nothing waits behind them).
-    pending: VecDeque<(Seq, ServerFrame)>,
+    /// Replies held back until the router has answered and the journal
+    /// record they depend on is durable (in request order; a reply that
+    /// depends on nothing waits behind them).
+    pending: VecDeque<Held>,
 }
 
 /// At most this many queued frames go out in one write.
@@ -193,8 +229,11 @@ async fn run_session(
                     break Some(reason(CloseCode::Away, SHUTDOWN_REASON));
                 }
             }
-            mark = durable_changed(&mut durable), if !conn.pending.is_empty() => {
-                conn.release(mark);
+            _ = durable_changed(&mut durable), if !conn.pending.is_empty() => {
+                conn.release();
+            }
+            _ = front_filled(&conn.pending), if matches!(conn.pending.front(), Some(Held::Routed(..))) => {
+                conn.release();
             }
             _ = heartbeat.tick() => {
                 let idle = last_seen.elapsed();
@@ -208,7 +247,7 @@ async fn run_session(
                     }
                 }
             }
-            msg = ws.recv() => {
+            msg = ws.recv(), if conn.pending.len() < MAX_HELD_REPLIES => {
                 last_seen = clock::instant();
                 match msg {
                     None => break None,
@@ -324,42 +363,36 @@ impl Conn {
             }
             Ok(Request { req_id, frame }) => {
                 metrics::ws_message(Direction::In, frame.kind());
+                if reads_earlier_changes(&frame) {
+                    self.settle().await;
+                }
                 (req_id, self.dispatch(frame).await)
             }
         };
-        let mut after = None;
-        let frame = match result {
-            Ok(Answer::Ack(conversation_id, seq)) => {
-                after = seq;
-                ServerFrame::Ack {
-                    req_id,
-                    conversation_id,
-                }
+        match result {
+            Ok(Handled::Routed(slot)) => {
+                self.pending.push_back(Held::Routed(req_id, slot));
+                // The router may have answered already.
+                self.release();
             }
-            Ok(Answer::Frame(frame)) => match *frame {
-                ServerFrame::Stats {
-                    queues,
-                    agents,
-                    channels,
-                    ..
-                } => ServerFrame::Stats {
-                    req_id,
-                    queues,
-                    agents,
-                    channels,
-                },
-                other => other,
-            },
+            Ok(Handled::Now(answer)) => {
+                let (seq, frame) = reply_frame(req_id, Ok(answer));
+                self.deliver(frame, seq);
+            }
             Err(refusal) => {
-                metrics::error(refusal.code);
-                ServerFrame::Error {
-                    req_id,
-                    code: refusal.code,
-                    message: refusal.message,
-                }
+                let (seq, frame) = reply_frame(req_id, Err(refusal));
+                self.deliver(frame, seq);
             }
-        };
-        self.deliver(frame, after.unwrap_or(0));
+        }
+    }
+
+    /// Waits until the router has answered every request sent before.
+    async fn settle(&self) {
+        for held in &self.pending {
+            if let Held::Routed(_, slot) = held {
+                slot.filled(true).await;
+            }
+        }
     }
 
     /// Pushes a reply now, or holds it until record `seq` is durable (and
@@ -378,34 +411,54 @@ impl Conn {
                 }
             }
         }
-        self.pending.push_back((seq, frame));
+        self.pending.push_back(Held::Reply(seq, frame));
     }
 
-    /// Sends the held replies that `mark` covers; after a journal failure,
-    /// every held `ack` becomes an `unavailable` error.
-    fn release(&mut self, mark: Option<Watermark>) {
-        while let Some((seq, _)) = self.pending.front() {
-            let ready = match mark {
-                None => Err(JournalFailed { durable: 0 }),
-                Some(m) => durability::recorder::check(&m, *seq),
+    /// Sends the held replies, in order, as far as the router has answered
+    /// and the journal has made durable; after a journal failure, every
+    /// held `ack` becomes an `unavailable` error.
+    fn release(&mut self) {
+        while let Some(front) = self.pending.front_mut() {
+            let seq = match front {
+                Held::Reply(seq, _) => *seq,
+                Held::Routed(req_id, slot) => {
+                    let Some(answered) = slot.try_take() else {
+                        break;
+                    };
+                    let (seq, frame) = reply_frame(req_id.take(), routed_answer(answered));
+                    *front = Held::Reply(seq, frame);
+                    seq
+                }
             };
-            match ready {
-                Ok(false) => break,
-                Ok(true) => {
-                    if let Some((_, frame)) = self.pending.pop_front() {
-                        self.handle.push(&frame);
-                    }
-                }
-                Err(failed) => {
-                    if let Some((_, frame)) = self.pending.pop_front() {
-                        self.handle.push(&not_durable(frame, failed));
-                    }
-                }
+            let durable = self.hub.recorder.is_durable(seq);
+            if durable == Ok(false) {
+                break;
+            }
+            // The front is a reply now (turned into one just above).
+            if let Some(Held::Reply(_, frame)) = self.pending.pop_front() {
+                self.handle.push(&match durable {
+                    Err(failed) => not_durable(frame, failed),
+                    Ok(_) => frame,
+                });
             }
         }
     }
 
-    async fn dispatch(&mut self, frame: ClientFrame) -> Result<Answer, Refusal> {
+    /// Sends `msg` to the router, which leaves the reply in the returned slot.
+    fn send_quietly<M>(&self, msg: M) -> Handled
+    where
+        M: Send + 'static,
+        Quietly<M>: actix::Message<Result = ()>,
+        crate::actors::router::RouterActor: actix::Handler<Quietly<M>>,
+    {
+        let (reply, slot) = reply_slot::slot();
+        // A mailbox that closes before the router takes it drops the
+        // request, and the slot tells the session so (`Gone`).
+        self.hub.router().do_send(Quietly(msg, reply));
+        Handled::Routed(slot)
+    }
+
+    async fn dispatch(&mut self, frame: ClientFrame) -> Result<Handled, Refusal> {
         match frame {
             ClientFrame::ConversationOpen(o) => {
                 let command = Command::Open {
@@ -422,11 +475,7 @@ impl Conn {
                     owner: self.principal.name.clone(),
                     session_id: self.handle.id,
                 };
-                let opened = route(&self.hub, msg).await??;
-                Ok(Answer::Ack(
-                    Some(opened.value.to_string()),
-                    Some(opened.seq),
-                ))
+                Ok(self.send_quietly(msg))
             }
             ClientFrame::ConversationMessage(m) => {
                 let (id, record) = self.known_conversation(&m.conversation_id)?;
@@ -460,7 +509,7 @@ impl Conn {
                     match addr.send(msg.clone()).await {
                         Ok(result) => {
                             let seq = result?;
-                            return Ok(Answer::Ack(None, Some(seq)));
+                            return Ok(Answer::Ack(None, Some(seq)).into());
                         }
                         Err(_) if attempt == 0 => continue,
                         Err(_) => break,
@@ -478,17 +527,16 @@ impl Conn {
                     conversation: id,
                     channel: s.channel,
                 })
-                .await
             }
             ClientFrame::ConversationAbandon(c) => {
                 let (id, record) = self.known_conversation(&c.conversation_id)?;
                 self.owns(&record)?;
-                self.run(Command::Abandon { conversation: id }).await
+                self.run(Command::Abandon { conversation: id })
             }
             ClientFrame::ConversationClose(c) => {
                 let (id, record) = self.known_conversation(&c.conversation_id)?;
                 self.owns(&record)?;
-                self.run(Command::Close { conversation: id }).await
+                self.run(Command::Close { conversation: id })
             }
             ClientFrame::AgentLogin(l) => {
                 if let Some(bound) = &self.principal.agent_id {
@@ -525,7 +573,7 @@ impl Conn {
                 };
                 let seq = route(&self.hub, msg).await??;
                 self.agent = Some(l.agent_id);
-                Ok(Answer::Ack(None, Some(seq)))
+                Ok(Answer::Ack(None, Some(seq)).into())
             }
             ClientFrame::AgentStatus(s) => {
                 let agent = self.me()?;
@@ -539,9 +587,8 @@ impl Conn {
                     agent: agent.as_str().into(),
                     status,
                 })
-                .await
             }
-            ClientFrame::AgentHeartbeat(_) => Ok(Answer::Ack(None, None)),
+            ClientFrame::AgentHeartbeat(_) => Ok(Answer::Ack(None, None).into()),
             ClientFrame::OfferAccept(o) => {
                 let agent = self.me()?;
                 let offer = parse_offer(&o.offer_id)?;
@@ -549,7 +596,6 @@ impl Conn {
                     agent: agent.as_str().into(),
                     offer,
                 })
-                .await
             }
             ClientFrame::OfferReject(o) => {
                 let agent = self.me()?;
@@ -558,7 +604,6 @@ impl Conn {
                     agent: agent.as_str().into(),
                     offer,
                 })
-                .await
             }
             ClientFrame::ConversationComplete(c) => {
                 let agent = self.me()?;
@@ -567,7 +612,6 @@ impl Conn {
                     agent: agent.as_str().into(),
                     conversation,
                 })
-                .await
             }
             ClientFrame::ConversationTransfer(t) => {
                 let agent = self.me()?;
@@ -587,23 +631,21 @@ impl Conn {
                     conversation,
                     target,
                 })
-                .await
             }
             ClientFrame::Subscribe(_) => {
                 self.hub.subscribe(self.handle.clone());
-                Ok(Answer::Ack(None, None))
+                Ok(Answer::Ack(None, None).into())
             }
-            ClientFrame::Stats(_) => Ok(Answer::Frame(Box::new(stats_frame(&self.hub, None)))),
+            ClientFrame::Stats(_) => {
+                Ok(Answer::Frame(Box::new(stats_frame(&self.hub, None))).into())
+            }
         }
     }
 
-    /// Runs one core command through the router and acks it.
-    async fn run(&self, command: Command) -> Result<Answer, Refusal> {
-        let done = route(&self.hub, RunCommand(command)).await??;
-        match done.value {
-            Reply::Opened(id) => Ok(Answer::Ack(Some(id.to_string()), Some(done.seq))),
-            Reply::Done => Ok(Answer::Ack(None, Some(done.seq))),
-        }
+    /// Runs one core command through the router; it is acked once the
+    /// router has answered and the change is durable.
+    fn run(&self, command: Command) -> Result<Handled, Refusal> {
+        Ok(self.send_quietly(RunCommand(command)))
     }
 
     /// The agent this session is logged in as.
@@ -664,6 +706,87 @@ impl Conn {
                     }));
             }
         }
+    }
+}
+
+/// Whether a request's checks read what earlier requests of the same
+/// session change, so that those must have been routed first: a login
+/// (every agent request needs it), a message (its sender must hold the
+/// conversation) and `stats`.
+fn reads_earlier_changes(frame: &ClientFrame) -> bool {
+    matches!(
+        frame,
+        ClientFrame::AgentLogin(_) | ClientFrame::ConversationMessage(_) | ClientFrame::Stats(_)
+    )
+}
+
+/// The answer a routed request's reply stands for.
+fn routed_answer(answered: Result<Routed, Gone>) -> Result<Answer, Refusal> {
+    match answered {
+        Ok(Ok(done)) => Ok(Answer::Ack(
+            match done.value {
+                Reply::Opened(id) => Some(id.to_string()),
+                Reply::Done => None,
+            },
+            Some(done.seq),
+        )),
+        Ok(Err(e)) => Err(e.into()),
+        Err(Gone) => Err(router_restarting()),
+    }
+}
+
+fn router_restarting() -> Refusal {
+    Refusal::new(codes::UNAVAILABLE, "the router is restarting; try again")
+}
+
+/// The frame that answers request `req_id`, and the journal record it waits
+/// for (0: none).
+fn reply_frame(req_id: Option<Value>, result: Result<Answer, Refusal>) -> (Seq, ServerFrame) {
+    match result {
+        Ok(Answer::Ack(conversation_id, seq)) => (
+            seq.unwrap_or(0),
+            ServerFrame::Ack {
+                req_id,
+                conversation_id,
+            },
+        ),
+        Ok(Answer::Frame(frame)) => (
+            0,
+            match *frame {
+                ServerFrame::Stats {
+                    queues,
+                    agents,
+                    channels,
+                    ..
+                } => ServerFrame::Stats {
+                    req_id,
+                    queues,
+                    agents,
+                    channels,
+                },
+                other => other,
+            },
+        ),
+        Err(refusal) => {
+            metrics::error(refusal.code);
+            (
+                0,
+                ServerFrame::Error {
+                    req_id,
+                    code: refusal.code,
+                    message: refusal.message,
+                },
+            )
+        }
+    }
+}
+
+/// Resolves once the router has filled the slot of the first held reply
+/// (pending forever when that reply is not a routed one).
+async fn front_filled(pending: &VecDeque<Held>) {
+    match pending.front() {
+        Some(Held::Routed(_, slot)) => slot.filled(false).await,
+        _ => std::future::pending().await,
     }
 }
 
@@ -732,10 +855,7 @@ where
             Err(_) => break,
         }
     }
-    Err(Refusal::new(
-        codes::UNAVAILABLE,
-        "the router is restarting; try again",
-    ))
+    Err(router_restarting())
 }
 
 #[cfg(test)]

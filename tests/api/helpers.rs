@@ -235,6 +235,17 @@ impl Client {
             .expect("send frame");
     }
 
+    /// Sends `frames` in one write, so that the server reads them together.
+    pub async fn send_together(&mut self, frames: &[Value]) {
+        for frame in frames {
+            self.ws
+                .feed(Message::text(frame.to_string()))
+                .await
+                .expect("queue frame");
+        }
+        self.ws.flush().await.expect("send frames");
+    }
+
     /// Sends a raw WebSocket message.
     pub async fn send_raw(&mut self, message: Message) {
         self.ws.send(message).await.expect("send raw");

@@ -4,6 +4,7 @@
 mod errors;
 mod helpers;
 mod lifecycle;
+mod pipelining;
 mod prometheus;
 mod routing;
 mod security;

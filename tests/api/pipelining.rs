@@ -1,0 +1,123 @@
+//! Requests sent back to back, without waiting for replies: the session
+//! reads on while the router has earlier ones, and the replies still leave
+//! in request order, with or without a journal.
+
+use crate::helpers::*;
+use serde_json::{json, Value};
+
+/// Sends `frames` (numbered 1.. as `req_id`) in one write, then reads
+/// until every one is answered; returns the answers in the order they came.
+async fn pipeline(c: &mut Client, frames: &[Value]) -> Vec<Value> {
+    let numbered: Vec<Value> = frames
+        .iter()
+        .enumerate()
+        .map(|(i, frame)| {
+            let mut frame = frame.clone();
+            frame["req_id"] = json!(i + 1);
+            frame
+        })
+        .collect();
+    c.send_together(&numbered).await;
+    let mut answers = Vec::new();
+    while answers.len() < frames.len() {
+        answers.push(
+            c.wait_for_where(|f| matches!(f["type"].as_str(), Some("ack" | "error")))
+                .await,
+        );
+    }
+    answers
+}
+
+async fn replies_keep_request_order(app: &TestApp) {
+    let mut gw = app.client(CONNECTOR).await;
+    let open_frame = |customer: &str| json!({"type": "conversation.open", "customer_id": customer, "channel": "chat"});
+    // Opens (routed) mixed with requests the session answers itself and
+    // with ones the router refuses.
+    let frames = vec![
+        open_frame("cu-1"),
+        open_frame("cu-2"),
+        json!({"type": "conversation.open", "customer_id": "cu-x", "channel": "fax"}),
+        open_frame("cu-3"),
+        json!({"type": "no.such.type"}),
+        open_frame("cu-4"),
+        json!({"type": "conversation.close", "conversation_id": "c-999999"}),
+        open_frame("cu-5"),
+        open_frame("cu-6"),
+    ];
+    let answers = pipeline(&mut gw, &frames).await;
+    let order: Vec<u64> = answers
+        .iter()
+        .map(|a| a["req_id"].as_u64().expect("req_id echoed"))
+        .collect();
+    assert_eq!(
+        order,
+        (1..=frames.len() as u64).collect::<Vec<_>>(),
+        "{answers:?}"
+    );
+    let kinds: Vec<&str> = answers
+        .iter()
+        .map(|a| a["type"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["ack", "ack", "error", "ack", "error", "ack", "error", "ack", "ack"],
+        "{answers:?}"
+    );
+    // Every open made its own conversation, in the order sent.
+    let ids: Vec<u64> = answers
+        .iter()
+        .filter_map(|a| a["conversation_id"].as_str())
+        .map(|id| id.trim_start_matches("c-").parse().expect("numeric id"))
+        .collect();
+    assert_eq!(ids.len(), 6);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+
+    // The connection is still in step afterwards.
+    let next = open(&mut gw, "cu-7", "chat", json!({})).await;
+    assert!(next.starts_with("c-"), "{next}");
+}
+
+#[actix_web::test]
+async fn pipelined_requests_are_answered_in_request_order_with_a_journal() {
+    let app = spawn_app().await;
+    replies_keep_request_order(&app).await;
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn pipelined_requests_are_answered_in_request_order_without_a_journal() {
+    let app = spawn_app_with("durability = \"snapshot\"\n").await;
+    replies_keep_request_order(&app).await;
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_message_sent_right_after_an_accept_waits_for_the_accept() {
+    let app = spawn_app().await;
+    let mut desk = agent(&app, "ann", json!({}), json!({"chat": 1})).await;
+    let mut gw = app.client(CONNECTOR).await;
+    let id = open(&mut gw, "cu-1", "chat", json!({})).await;
+    let offer = offer_of(&mut desk, &id).await;
+
+    // The message's check (the sender holds the conversation) reads what the
+    // accept changes; it must not run before the router has the accept.
+    let answers = pipeline(
+        &mut desk,
+        &[
+            json!({"type": "offer.accept", "offer_id": offer["offer_id"]}),
+            json!({"type": "conversation.message", "conversation_id": id, "from": "agent", "text": "hello"}),
+            json!({"type": "conversation.complete", "conversation_id": id}),
+        ],
+    )
+    .await;
+    let kinds: Vec<&str> = answers
+        .iter()
+        .map(|a| a["type"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["ack", "ack", "ack"], "{answers:?}");
+    let said = gw.wait_for("conversation.message").await;
+    assert_eq!(said["text"], "hello");
+    let ended = gw.wait_for("conversation.ended").await;
+    assert_eq!(ended["outcome"], "completed");
+    app.stop().await;
+}
