@@ -16,8 +16,9 @@
 //! - [`observe_effect`] turns each routing-core [`Effect`] into KPI updates.
 //!   The other helpers ([`ws_message`], [`error`], [`decision_latency`] …)
 //!   cover the shell.
-//! - [`upkeep`] must run periodically (see [`UPKEEP_INTERVAL`]): the
-//!   recorder has no background task of its own.
+//! - [`upkeep`] must run periodically (the server runs it every
+//!   `metrics.upkeep_interval_secs`): the recorder has no background task of
+//!   its own.
 //!
 //! # What it must never do
 //! - Use a customer, agent or conversation id, or any free text, as a label
@@ -38,7 +39,6 @@ use metrics::{
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusRecorder};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
-use std::time::Duration;
 
 pub use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -57,7 +57,7 @@ pub const CONVERSATIONS_ABANDONED: &str = "switchboard_conversations_abandoned_t
 pub const CONVERSATIONS_COMPLETED: &str = "switchboard_conversations_completed_total";
 /// Conversations transferred by their agent, by the queue they left. Labels: `channel`, `queue`.
 pub const CONVERSATIONS_TRANSFERRED: &str = "switchboard_conversations_transferred_total";
-/// Conversations put back in line (reject, expiry, disconnect, transfer). Labels: `channel`, `queue`, `reason`.
+/// Conversations put back in line (offer rejected or expired, agent unavailable or lost). Labels: `channel`, `queue`, `reason`.
 pub const CONVERSATIONS_REQUEUED: &str = "switchboard_conversations_requeued_total";
 /// Answered conversations that had an answer target in force. Labels: `channel`, `queue`.
 pub const CONVERSATIONS_ANSWERED: &str = "switchboard_conversations_answered_total";
@@ -116,10 +116,6 @@ pub const JOURNAL_FSYNC_SECONDS: &str = "switchboard_journal_fsync_seconds";
 pub const JOURNAL_BYTES: &str = "switchboard_journal_bytes_total";
 /// Always 1; the `version` label carries the crate version.
 pub const BUILD_INFO: &str = "switchboard_build_info";
-
-/// How often [`upkeep`] should run. Rendering also drains histograms, so this
-/// only bounds memory between scrapes.
-pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The only label keys any metric may carry (plus Prometheus' own `le`).
 pub const ALLOWED_LABELS: &[&str] = &[
@@ -230,13 +226,7 @@ pub const OFFER_OUTCOMES: [&str; 6] = [
 ];
 /// `reason` values of [`CONVERSATIONS_REQUEUED`] the core emits today
 /// (zero-initialised; any other `&'static str` reason is recorded too).
-pub const REQUEUE_REASONS: [&str; 5] = [
-    "rejected",
-    "expired",
-    "withdrawn",
-    "agent_unavailable",
-    "agent_lost",
-];
+pub const REQUEUE_REASONS: [&str; 4] = ["rejected", "expired", "agent_unavailable", "agent_lost"];
 /// `(status, reason)` pairs of [`AGENT_STATUS_CHANGES`] the core emits today.
 pub const AGENT_STATUS_CHANGE_REASONS: [(&str, &str); 1] = [("away", "offer_timeout")];
 /// `kind` values of [`ROUTING_EVENTS`].
@@ -296,7 +286,7 @@ pub const WS_OUT_TYPES: [&str; 12] = [
 ];
 /// Error codes zero-initialised at start: every `CommandError::code()` and the
 /// protocol's own. Others passed to [`error`] are recorded too.
-pub const ERROR_CODES: [&str; 24] = [
+pub const ERROR_CODES: [&str; 25] = [
     "malformed_json",
     "bad_frame",
     "unknown_type",
@@ -316,6 +306,7 @@ pub const ERROR_CODES: [&str; 24] = [
     "invalid_state",
     "bad_skill_level",
     "too_many_skills",
+    "wrong_channel",
     "unavailable",
     "unauthorized",
     "not_found",
@@ -555,7 +546,7 @@ pub fn install(settings: &RoutingSettings) -> Result<PrometheusHandle, MetricsEr
 }
 
 /// Periodic maintenance of the recorder (drains histogram samples). Call it
-/// every [`UPKEEP_INTERVAL`] from the server's runtime.
+/// every `metrics.upkeep_interval_secs` from the server's runtime.
 pub fn upkeep(handle: &PrometheusHandle) {
     handle.run_upkeep();
 }
@@ -1038,6 +1029,16 @@ pub fn journal_appended(bytes: u64) {
 mod tests {
     use super::*;
     use crate::routing::{ConversationId, OfferId};
+
+    #[test]
+    fn every_code_a_client_can_get_starts_at_zero() {
+        for code in crate::api::protocol::codes::ALL
+            .iter()
+            .chain(crate::routing::CommandError::CODES)
+        {
+            assert!(ERROR_CODES.contains(code), "{code}");
+        }
+    }
 
     fn render_with(settings: &RoutingSettings, f: impl FnOnce()) -> String {
         let recorder = build_recorder(settings).expect("recorder builds");

@@ -59,6 +59,7 @@ pub mod codes {
         INTERNAL,
         "bad_skill_level",
         "too_many_skills",
+        "wrong_channel",
     ];
 }
 
@@ -506,6 +507,13 @@ mod tests {
         parse_client_frame(text, role)
             .expect_err("should be refused")
             .code
+    }
+
+    #[test]
+    fn every_routing_core_code_is_a_protocol_code() {
+        for code in crate::routing::CommandError::CODES {
+            assert!(codes::ALL.contains(code), "{code}");
+        }
     }
 
     #[test]

@@ -160,6 +160,22 @@ pub enum CommandError {
 }
 
 impl CommandError {
+    /// Every code [`CommandError::code`] gives (error frames list them all,
+    /// and the error metric starts each at zero).
+    pub const CODES: &'static [&'static str] = &[
+        "unknown_agent",
+        "unknown_conversation",
+        "unknown_offer",
+        "unknown_channel",
+        "unknown_queue",
+        "bad_skill_level",
+        "forbidden",
+        "invalid_state",
+        "not_logged_in",
+        "too_many_skills",
+        "wrong_channel",
+    ];
+
     /// A stable code for error frames and metric labels.
     pub fn code(&self) -> &'static str {
         match self {
@@ -176,6 +192,47 @@ impl CommandError {
             CommandError::SameChannel(_) => "invalid_state",
             CommandError::TooManySkills(_) => "too_many_skills",
             CommandError::ChannelNotServed { .. } => "wrong_channel",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_listed() {
+        let conversation = ConversationId(1);
+        let offer = OfferId(1);
+        let all = [
+            CommandError::UnknownAgent("a".into()),
+            CommandError::UnknownConversation(conversation),
+            CommandError::UnknownOffer(offer),
+            CommandError::UnknownChannel("fax".into()),
+            CommandError::UnknownQueue("q".into()),
+            CommandError::BadSkillLevel {
+                skill: "s".into(),
+                level: 11,
+            },
+            CommandError::NotYourOffer(offer),
+            CommandError::NotYourConversation(conversation),
+            CommandError::InvalidState {
+                conversation,
+                state: "ended",
+            },
+            CommandError::AgentNotLoggedIn("a".into()),
+            CommandError::SameChannel("chat".into()),
+            CommandError::ChannelNotServed {
+                queue: "q".into(),
+                channel: "voice".into(),
+            },
+            CommandError::TooManySkills(65),
+        ];
+        for e in &all {
+            assert!(CommandError::CODES.contains(&e.code()), "{e:?}");
+        }
+        for code in CommandError::CODES {
+            assert!(all.iter().any(|e| e.code() == *code), "{code} unused");
         }
     }
 }
