@@ -78,7 +78,8 @@ pub async fn handle(state: web::Data<AppState>, req: Request, mut io: UpgradeIo)
             ws::start(&state, principal, conn);
         }
         None => {
-            let conn = WsConn::new(parts.io, parts.read_buf, limits.max_frame_bytes);
+            // The same frame limit as `/v1/ws`, so the ceiling is the same stack's.
+            let conn = WsConn::new(parts.io, parts.read_buf, limits.codec_limit());
             actix_web::rt::spawn(echo::run(conn));
         }
     }
