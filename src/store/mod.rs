@@ -1,9 +1,10 @@
 //! The shared state store: conversations, customers and agents in `DashMap`s.
 //!
-//! Actors write it (the router the routing fields, each conversation actor its
-//! transcript and attributes, each agent actor its offers view); REST handlers
-//! and the snapshotter read it without asking any actor, and supervision
-//! rebuilds a crashed actor from it. It holds plain data only: it must never
+//! The router writes it (the routing fields, offers, and a conversation's
+//! attributes when it opens), each conversation actor appends its transcript
+//! lines; REST handlers read it without asking any actor, and supervision
+//! rebuilds a crashed actor from it. Snapshots are written from the
+//! replica's own copy (`crate::durability::replica`), never from this one. It holds plain data only: it must never
 //! call into actors or the routing core, and never hold a map guard across an
 //! `.await` or while touching another map.
 //!
@@ -428,16 +429,6 @@ impl Store {
             .iter()
             .filter(|r| Self::is_live(r.value(), section.as_ref()))
             .count()
-    }
-
-    /// Every live conversation id (used by supervision's periodic check).
-    pub fn live_conversation_ids(&self) -> Vec<ConversationId> {
-        let section = self.packed();
-        self.conversations
-            .iter()
-            .filter(|r| Self::is_live(r.value(), section.as_ref()))
-            .map(|r| *r.key())
-            .collect()
     }
 
     fn is_live(slot: &Slot, section: Option<&PackedSection>) -> bool {
