@@ -4,7 +4,9 @@
 //! layered over it, `SWITCHBOARD__…` overrides), sets up `tracing`, warns when
 //! development tokens are configured, starts the server and runs until
 //! SIGTERM or Ctrl-C. `check-config` and `print-default-config` are offline.
-//! `anyhow` lives here and nowhere else in the crate's own logic.
+//! `anyhow` is used only here and at the server's start (`server.rs`), the
+//! edges where errors are reported with context; the library's errors are
+//! typed.
 
 use anyhow::Context as _;
 use clap::Parser;

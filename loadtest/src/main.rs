@@ -1,7 +1,8 @@
 //! The `switchboard-loadtest` command line: parses flags, applies overrides
 //! to the scenario, raises the open-file limit, runs
 //! [`switchboard_loadtest::run_scenario`] on a multi-threaded runtime and
-//! prints the summary (and the JSON document with `--json`).
+//! prints the summary (and writes the JSON document to the file `--json`
+//! names).
 
 use anyhow::Context;
 use clap::Parser;
@@ -34,7 +35,8 @@ or capacity), and exits with status 99 when a scenario [thresholds] figure is mi
 Modes: run (the scenario once), max (ramp the rate to the knee), echo (the same client against \
 /v1/echo: the server stack's ceiling), compare (echo then max, and their ratio), erlang-c \
 (measured waits beside the Erlang C formula).\n\n\
-Built-in scenarios: smoke, steady, burst, multiskill, max, erlang-c (or a path to a .toml file).\n\
+Built-in scenarios: smoke, steady, burst, multiskill, max, max-10k, erlang-c, idle-agents, \
+waiting-100k (or a path to a .toml file).\n\
 Only ws://127.0.0.1:PORT targets are accepted.",
     after_help = "Examples:\n  switchboard-loadtest --scenario smoke\n  switchboard-loadtest --scenario steady --json steady.json\n  switchboard-loadtest --scenario max --mode compare\n  switchboard-loadtest --scenario erlang-c"
 )]

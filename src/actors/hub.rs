@@ -2,12 +2,13 @@
 //! supervision that rebuilds a dead actor.
 //!
 //! A panic inside an actix handler ends that actor's task, so its mailbox is
-//! closed for good (`Addr::connected()` turns false). Every send to an actor
-//! goes through the hub, which notices a dead address, rebuilds the actor from
-//! the state store (conversation, agent) or from the engine kept outside it
-//! (router), counts `switchboard_actor_restarts_total` and delivers the
-//! message to the new actor. A periodic sweep does the same for actors nobody
-//! has written to yet.
+//! closed for good (`Addr::connected()` turns false). Every actor address is
+//! taken from the hub, which notices a dead one, rebuilds the actor from the
+//! state store (conversation, agent) or from the engine kept outside it
+//! (router), counts `switchboard_actor_restarts_total` and hands out the new
+//! address; the caller sends the message itself (and a session resends a
+//! request whose mailbox closed under it, where that matters). A periodic
+//! sweep rebuilds actors nobody has sent to yet.
 //!
 //! The routing engine lives in an `Arc<Mutex<Engine>>` owned by the hub, not
 //! by the router actor: a router that dies loses nothing, its replacement
@@ -15,8 +16,9 @@
 //! engine after every message.) The lock is only ever held for one synchronous
 //! engine call, never across an `.await`.
 //!
-//! Sessions register a [`SessionHandle`] here; actors push frames into it with
-//! `try_send` and never wait on a client. The hub must never block, never hold
+//! Sessions register a [`SessionHandle`] here; actors push frames into its
+//! [`Outbox`], which never waits (a full one closes the client as a slow
+//! consumer), so no actor ever waits on a client. The hub must never block, never hold
 //! a `DashMap` guard while calling into an actor, and never panic.
 
 use super::agent::AgentActor;

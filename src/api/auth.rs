@@ -3,8 +3,9 @@
 //! A token comes from `Authorization: Bearer <token>` or `?token=<token>`; the
 //! configured token table maps it to a [`Principal`] (role, name, optional
 //! agent id it is bound to). Checked before any WebSocket upgrade. This module
-//! must never log a token or compare tokens in a way that leaks their length
-//! through early exits on the first byte (comparison is over whole strings).
+//! must never log a token, and never compare tokens with an exit at the first
+//! differing byte: the comparison's time depends only on the two lengths
+//! (a token's length may show; its bytes do not).
 
 use super::error::ApiError;
 use super::protocol::Role;

@@ -2,9 +2,10 @@
 //! a config file over it, apply `SWITCHBOARD__…` environment overrides to the
 //! TOML value tree, deserialize with field paths, validate.
 //!
-//! This module reads no file and no environment variable itself: its caller
-//! passes the texts and the `(name, value)` pairs, so tests never touch the
-//! process environment.
+//! It reads no file itself, and only [`process_env`] reads the environment
+//! (for `AppConfig::load`): everything else takes the texts and the
+//! `(name, value)` pairs it is given, so tests never touch the process
+//! environment.
 
 use super::{AppConfig, ConfigError, ConfigProblem, DEFAULT_CONFIG, ENV_PREFIX};
 use std::path::Path;

@@ -8,7 +8,8 @@
 //! to the snapshot replica once durable), so the lock is never held across an
 //! fsync. With `durability = "snapshot"` (no journal) records go straight to
 //! the replica and everything counts as durable at once. This module must never
-//! block on the disk and never publish a sequence number itself.
+//! block on the disk (except [`Recorder::sync`], at shutdown, which waits for
+//! the last fsync) and never publish a sequence number itself.
 
 use super::journal::{JournalMsg, Watermark};
 use super::record::{Record, Seq};

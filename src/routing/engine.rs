@@ -8,7 +8,7 @@
 //!
 //! Every change goes through two steps: the command mutates records and marks
 //! the agents and conversations it touched as dirty; then `Engine::settle`
-//! routes each dirty conversation (best ready agent from its group's heap) and
+//! routes each dirty conversation (best ready agent from its group's ready set) and
 //! lets each dirty agent pull work (best head among the lines of the groups it
 //! qualifies for) before publishing it as ready. That keeps the engine
 //! work-conserving: after every call, no ready agent qualifies for a waiting

@@ -4,10 +4,12 @@
 //! A group is one distinct `(channel, required skills, policy, aging)`. It holds
 //! - the conversations waiting with exactly those requirements, in line order
 //!   (priority, aging and arrival folded into one static key), and
-//! - a min-heap of the agents that qualify for it and are ready, ordered by the
-//!   policy's key. Entries are invalidated lazily: each carries the agent's
-//!   per-channel epoch, and an entry whose epoch is behind is dropped when it
-//!   reaches the top (or when the heap is compacted).
+//! - a [`ReadySet`] of the agents that qualify for it and are ready, smallest
+//!   policy key first (a ring for keys that arrive in order, as
+//!   `longest_idle`'s do, and a side min-heap for the rest). Entries are
+//!   invalidated lazily: each carries the agent's per-channel epoch, and an
+//!   entry whose epoch is behind is dropped when it reaches the front (or
+//!   when the set is compacted).
 //!
 //! Groups never look at agent state themselves; the engine tells them.
 
@@ -25,7 +27,7 @@ pub struct GroupKey {
     pub aging_ms_per_point: Option<Millis>,
 }
 
-/// A ready agent's place in a group's heap: smaller first.
+/// A ready agent's place in a group's ready set: smaller first.
 ///
 /// `key` packs the policy's order into one integer, so an entry is 16 bytes
 /// and compares with one instruction in the common case: `longest_idle` is
