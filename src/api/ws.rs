@@ -20,8 +20,8 @@
 //! request order. A request whose checks read what earlier requests change
 //! (a login, a message, whose sender must hold the conversation, `stats`)
 //! first waits until the router has taken every earlier one. A client may
-//! have at most [`MAX_HELD_REPLIES`] replies held; beyond that the session
-//! stops reading until some leave.
+//! have at most [`WsLimits::max_held_replies`] replies held; beyond that the
+//! session stops reading until some leave.
 //!
 //! Authorization lives here: an agent session acts only as the agent it
 //! logged in as, a connector only on conversations it opened (owner = its
@@ -85,6 +85,15 @@ impl WsLimits {
             .saturating_mul(2)
             .max(self.max_frame_bytes + 1024)
     }
+
+    /// The most replies one session holds before it stops reading: a
+    /// quarter of its outbox, and at most [`MAX_HELD_REPLIES`]. Held replies
+    /// can leave all at once (one journal commit makes them all durable), so
+    /// together with the frames pushed meanwhile they must fit the outbox,
+    /// or a client that merely pipelines would be closed as a slow consumer.
+    pub fn max_held_replies(&self) -> usize {
+        (self.outbound_buffer_frames / 4).clamp(1, MAX_HELD_REPLIES)
+    }
 }
 
 /// Close reason sent on server shutdown.
@@ -134,8 +143,9 @@ enum Held {
     Reply(Seq, ServerFrame),
 }
 
-/// The most replies one session holds: a client that sends faster than its
-/// requests are routed and made durable is read no further until some leave.
+/// The most replies one session holds, whatever its outbox: a client that
+/// sends faster than its requests are routed and made durable is read no
+/// further until some leave (see [`WsLimits::max_held_replies`]).
 pub const MAX_HELD_REPLIES: usize = 1024;
 
 /// Why a request was refused: a stable code and a human message.
@@ -204,6 +214,7 @@ async fn run_session(
         pending: VecDeque::new(),
     };
     let mut durable = hub.recorder.watermark();
+    let held_limit = limits.max_held_replies();
     let mut last_seen = clock::instant();
     let mut heartbeat = tokio::time::interval(limits.heartbeat_interval);
     heartbeat.tick().await;
@@ -247,7 +258,7 @@ async fn run_session(
                     }
                 }
             }
-            msg = ws.recv(), if conn.pending.len() < MAX_HELD_REPLIES => {
+            msg = ws.recv(), if conn.pending.len() < held_limit => {
                 last_seen = clock::instant();
                 match msg {
                     None => break None,
@@ -869,6 +880,18 @@ mod tests {
             heartbeat_interval: Duration::from_secs(heartbeat),
             client_timeout: Duration::from_secs(timeout),
         }
+    }
+
+    #[test]
+    fn held_replies_are_a_quarter_of_the_outbox_within_bounds() {
+        let with = |frames| WsLimits {
+            outbound_buffer_frames: frames,
+            ..limits(5, 15)
+        };
+        assert_eq!(with(1).max_held_replies(), 1);
+        assert_eq!(with(64).max_held_replies(), 16);
+        assert_eq!(with(2048).max_held_replies(), 512);
+        assert_eq!(with(1 << 20).max_held_replies(), MAX_HELD_REPLIES);
     }
 
     #[test]

@@ -121,3 +121,26 @@ async fn a_message_sent_right_after_an_accept_waits_for_the_accept() {
     assert_eq!(ended["outcome"], "completed");
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn more_requests_in_flight_than_a_session_holds_are_all_answered_in_order() {
+    let app = spawn_app().await;
+    let mut desk = agent(&app, "ann", json!({}), json!({"chat": 1})).await;
+    // Each status change is routed and journaled, so its ack is held until
+    // durable: past a quarter of the outbox (16 replies with the tests' 64)
+    // the session stops reading and must pick up again as acks leave, and
+    // the acks released together, with the status pushes, must fit the
+    // outbox (the client does not read until it has sent everything).
+    let frames: Vec<Value> = (0..1_500)
+        .map(|i| {
+            let status = if i % 2 == 0 { "away" } else { "available" };
+            json!({"type": "agent.status", "status": status})
+        })
+        .collect();
+    let answers = pipeline(&mut desk, &frames).await;
+    for (i, answer) in answers.iter().enumerate() {
+        assert_eq!(answer["type"], "ack", "{answer}");
+        assert_eq!(answer["req_id"], json!(i + 1), "{answer}");
+    }
+    app.stop().await;
+}
