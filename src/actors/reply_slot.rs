@@ -1,16 +1,18 @@
 //! A reply the router leaves for a session, waking the session only when
 //! nothing else will.
 //!
-//! With a journal, a state-changing request's `ack` waits until its record
-//! is durable, and the journal's watermark wakes the session when it is. If
-//! the router also woke the session to hand over its reply (as a request
-//! and response would), the session's thread would wake twice per request;
-//! on an engine that is not saturated each wake is a context switch, and
-//! those switches were most of its CPU. So the router fills the slot
-//! *quietly* when the watermark is still to come, and wakes the session at
-//! once when it is not: the command failed, its record is durable already,
-//! there is no journal, or the session asked to be woken (it must see the
-//! reply before it reads on, see [`ReplySlot::filled`] with `eager`).
+//! A session does not wait for the router: it sends a request with the
+//! sending half of a slot and reads on (see `crate::api::ws`). With a
+//! journal, a state-changing request's `ack` cannot leave before its record
+//! is durable, and the journal's watermark wakes the session when it is; a
+//! wake from the router as well would hand over a reply that must wait
+//! anyway. So the router fills the slot *quietly* when the watermark is
+//! still to come, and wakes the session at once when it is not: the command
+//! failed, its record is durable already, there is no journal, or the
+//! session asked to be woken (it must see the reply before it reads on, see
+//! [`ReplySlot::filled`] with `eager`). Measured at 5 000 lifecycles/s the
+//! wakes saved are within the noise (the session's thread is mostly awake
+//! for other frames then); what the slot buys is that the session reads on.
 //!
 //! A sending half dropped unfilled (the router died with the request in its
 //! mailbox) leaves [`Gone`] and wakes the session, as a closed mailbox does.

@@ -28,6 +28,14 @@ async fn pipeline(c: &mut Client, frames: &[Value]) -> Vec<Value> {
     answers
 }
 
+/// The `type` of each answer.
+fn kinds(answers: &[Value]) -> Vec<&str> {
+    answers
+        .iter()
+        .map(|a| a["type"].as_str().unwrap_or(""))
+        .collect()
+}
+
 async fn replies_keep_request_order(app: &TestApp) {
     let mut gw = app.client(CONNECTOR).await;
     let open_frame = |customer: &str| json!({"type": "conversation.open", "customer_id": customer, "channel": "chat"});
@@ -54,12 +62,8 @@ async fn replies_keep_request_order(app: &TestApp) {
         (1..=frames.len() as u64).collect::<Vec<_>>(),
         "{answers:?}"
     );
-    let kinds: Vec<&str> = answers
-        .iter()
-        .map(|a| a["type"].as_str().unwrap_or(""))
-        .collect();
     assert_eq!(
-        kinds,
+        kinds(&answers),
         ["ack", "ack", "error", "ack", "error", "ack", "error", "ack", "ack"],
         "{answers:?}"
     );
@@ -110,11 +114,7 @@ async fn a_message_sent_right_after_an_accept_waits_for_the_accept() {
         ],
     )
     .await;
-    let kinds: Vec<&str> = answers
-        .iter()
-        .map(|a| a["type"].as_str().unwrap_or(""))
-        .collect();
-    assert_eq!(kinds, ["ack", "ack", "ack"], "{answers:?}");
+    assert_eq!(kinds(&answers), ["ack", "ack", "ack"], "{answers:?}");
     let said = gw.wait_for("conversation.message").await;
     assert_eq!(said["text"], "hello");
     let ended = gw.wait_for("conversation.ended").await;
