@@ -5,9 +5,10 @@
 //! `#[actix_web::test]`): the actors run on one dedicated arbiter, the HTTP
 //! workers on their own threads. Graceful shutdown ([`RunningServer::stop`],
 //! or SIGTERM/Ctrl-C in [`RunningServer::run_until_signal`]): stop accepting,
-//! tell every WebSocket client `close("shutdown")` after flushing what is
-//! queued for it, wait for the sessions to end (bounded by
-//! `server.shutdown_grace_secs`), run [`final_snapshot_hook`], stop the actors.
+//! tell every WebSocket client `close("shutdown")` after the replies it is
+//! owed and what is queued for it, wait for the sessions to end (bounded by
+//! `server.shutdown_grace_secs`), then stop the HTTP workers, run
+//! [`final_snapshot_hook`], stop the actors.
 //! Before binding, the state is restored from `snapshot.dir` (newest valid
 //! snapshot + journal replay, see `crate::durability`); an unusable data
 //! directory is a start-up error naming the path.
@@ -460,12 +461,16 @@ impl RunningServer {
         tracing::info!("shutting down: closing websocket sessions");
         self.housekeeping.stop();
         let _ = self.shutdown.send(true);
-        let stop = self.handle.stop(true);
+        // Stop accepting, but keep the workers: a WebSocket session left the
+        // HTTP layer at its upgrade, so a worker counts it as idle and a
+        // stopped worker would drop it mid-close (its held replies and its
+        // close frame with it). Workers stop once the sessions have ended.
+        self.handle.pause().await;
         let deadline = clock::instant() + self.grace;
         while self.hub.open_sessions() > 0 && clock::instant() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        stop.await;
+        self.handle.stop(true).await;
         let _ = self.served.await;
         // What the closed sessions asked of the router (agent disconnects) is
         // handled before the final snapshot, so a clean restart replays nothing.

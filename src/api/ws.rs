@@ -236,6 +236,7 @@ async fn run_session(
             }
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
+                    Box::pin(conn.drain_held(&mut durable, CLOSE_LINGER)).await;
                     Box::pin(flush(&mut ws, &outbox)).await;
                     break Some(reason(CloseCode::Away, SHUTDOWN_REASON));
                 }
@@ -395,6 +396,29 @@ impl Conn {
                 self.deliver(frame, seq);
             }
         }
+    }
+
+    /// At shutdown: lets the replies already owed leave, for at most
+    /// `limit` (the router and the journal run until every session has
+    /// closed, so what a client was told is applied is also acked).
+    async fn drain_held(
+        &mut self,
+        durable: &mut Option<watch::Receiver<Watermark>>,
+        limit: Duration,
+    ) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                self.release();
+                if self.pending.is_empty() {
+                    return;
+                }
+                tokio::select! {
+                    _ = durable_changed(durable) => {}
+                    _ = front_filled(&self.pending) => {}
+                }
+            }
+        })
+        .await;
     }
 
     /// Waits until the router has answered every request sent before.

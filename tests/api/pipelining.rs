@@ -144,3 +144,39 @@ async fn more_requests_in_flight_than_a_session_holds_are_all_answered_in_order(
     }
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn a_shutdown_sends_the_replies_already_owed_before_it_closes() {
+    // A 100 ms commit window: a change made just after a commit waits for
+    // the window, so its ack is still held when the server is told to stop.
+    let app = spawn_app_with("commit_window_secs = 0.1\n").await;
+    let mut desk = agent(&app, "ann", json!({}), json!({"chat": 1})).await;
+    desk.ok(json!({"type": "agent.status", "status": "away"}))
+        .await;
+    desk.send(json!({"type": "agent.status", "status": "available", "req_id": "second"}))
+        .await;
+    // The router has applied it (the store shows it) before the stop.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, agents) = app.get("/v1/agents", Some(SUPERVISOR)).await;
+        if agents["agents"][0]["status"] == "available" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{agents}");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    app.stop().await;
+    let close = desk.expect_close().await.expect("a close frame");
+    assert_eq!(close.reason.as_str(), "shutdown");
+    let second = desk
+        .backlog()
+        .iter()
+        .find(|f| f["req_id"] == "second")
+        .cloned();
+    assert_eq!(
+        second.as_ref().map(|f| f["type"].clone()),
+        Some(json!("ack")),
+        "the held ack must leave before the close; got {:?}",
+        desk.backlog()
+    );
+}
