@@ -183,8 +183,44 @@ pub struct Book {
     pub total: Latencies,
     /// Latencies since the last [`Book::take_window`] (one ramp step).
     pub window: Latencies,
+    /// The Erlang C comparison's sample, once its warm-up is over.
+    pub steady: Option<Steady>,
     window_completed: u64,
     window_errors: u64,
+}
+
+/// The Erlang C comparison's sample: the conversations scheduled at or
+/// after `from` (the arrivals after the warm-up). The formula is evaluated
+/// at the arrival rate and slot time of these same conversations: at
+/// ρ ≈ 0.8 a 1 % error in either moves `C` by about 1.5 points, more than
+/// the rate's own wobble between a warm-up and the rest of a run.
+#[derive(Debug, Clone)]
+pub struct Steady {
+    pub from: Instant,
+    /// Opens scheduled in the sample.
+    pub arrivals: u64,
+    /// Their open→offer.
+    pub waits: Histogram<u64>,
+    /// Their slots (offer received → `conversation.complete` sent): how
+    /// many, and the total in ms.
+    pub slot_samples: u64,
+    pub slot_ms_total: f64,
+}
+
+impl Steady {
+    pub fn new(from: Instant) -> Steady {
+        Steady {
+            from,
+            arrivals: 0,
+            waits: histogram(),
+            slot_samples: 0,
+            slot_ms_total: 0.0,
+        }
+    }
+
+    fn counts(&self, scheduled: Instant) -> bool {
+        scheduled >= self.from
+    }
 }
 
 /// Figures for one window (a ramp step).
@@ -227,6 +263,7 @@ impl Book {
             errors: BTreeMap::new(),
             total: Latencies::new(),
             window: Latencies::new(),
+            steady: None,
             window_completed: 0,
             window_errors: 0,
         }
@@ -259,6 +296,9 @@ impl Book {
         will_switch: bool,
     ) -> Seq {
         self.counts.opens_sent += 1;
+        if let Some(steady) = self.steady.as_mut().filter(|s| s.counts(scheduled)) {
+            steady.arrivals += 1;
+        }
         self.convs.push(Conv {
             scheduled,
             mix,
@@ -426,6 +466,7 @@ impl Book {
             hold_for_switch: c.will_switch && leg == 0,
         };
         let waited = now.saturating_duration_since(c.scheduled);
+        let scheduled = c.scheduled;
         self.offers
             .insert(offer.to_string(), (seq, agent, leg, channel.to_string()));
         self.agents[agent].holdings.push(Holding {
@@ -439,6 +480,9 @@ impl Book {
         if first {
             let _ = self.total.open_to_offer.record(us(waited));
             let _ = self.window.open_to_offer.record(us(waited));
+            if let Some(steady) = self.steady.as_mut().filter(|s| s.counts(scheduled)) {
+                let _ = steady.waits.record(us(waited));
+            }
         }
         Some(info)
     }
@@ -569,9 +613,14 @@ impl Book {
             .iter()
             .find(|h| h.seq == seq && h.accepted)
         {
+            let slot_ms = now.saturating_duration_since(h.offered_at).as_secs_f64() * 1000.0;
             self.counts.slot_samples += 1;
-            self.counts.slot_ms_total +=
-                now.saturating_duration_since(h.offered_at).as_secs_f64() * 1000.0;
+            self.counts.slot_ms_total += slot_ms;
+            let scheduled = self.convs[seq].scheduled;
+            if let Some(steady) = self.steady.as_mut().filter(|s| s.counts(scheduled)) {
+                steady.slot_samples += 1;
+                steady.slot_ms_total += slot_ms;
+            }
         }
         self.agents[agent].holdings.retain(|h| h.seq != seq);
         let c = &mut self.convs[seq];
@@ -975,6 +1024,39 @@ mod tests {
         b.complete_sent(t0 + Duration::from_millis(520), 0, s);
         assert_eq!(b.counts.slot_samples, 1);
         assert!((b.counts.slot_ms_total - 520.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_steady_sample_counts_only_conversations_scheduled_after_the_warm_up() {
+        let (mut b, t0) = book();
+        let warm = b.open_sent(t0, 0, 0, "chat", false);
+        let t1 = t0 + Duration::from_secs(60);
+        b.steady = Some(Steady::new(t1));
+        let counted = b.open_sent(t1, 0, 0, "chat", false);
+        b.open_acked(warm, "c-1");
+        b.open_acked(counted, "c-2");
+        // The warm-up conversation is offered after the sample began; it
+        // still does not count.
+        b.offer_received(t1, 0, "o-1", "c-1", Some(warm), "chat");
+        b.offer_received(
+            t1 + Duration::from_millis(30),
+            1,
+            "o-2",
+            "c-2",
+            Some(counted),
+            "chat",
+        );
+        b.accept_acked(t1, 0, "o-1");
+        b.accept_acked(t1, 1, "o-2");
+        b.complete_sent(t1 + Duration::from_millis(500), 0, warm);
+        b.complete_sent(t1 + Duration::from_millis(430), 1, counted);
+        let steady = b.steady.as_ref().expect("sample");
+        assert_eq!(steady.arrivals, 1);
+        assert_eq!(steady.waits.len(), 1);
+        assert!(steady.waits.equivalent(steady.waits.max(), 30_000));
+        assert_eq!(steady.slot_samples, 1);
+        assert!((steady.slot_ms_total - 400.0).abs() < 1e-6);
+        assert_eq!(b.counts.slot_samples, 2);
     }
 
     #[test]

@@ -177,6 +177,11 @@ fn real_main() -> anyhow::Result<i32> {
     let progress_on = !cli.no_progress && stdout.is_terminal();
     let est_secs = sc.arrival_secs()
         + sc.drain_secs
+        + if sc.mode == Mode::ErlangC {
+            sc.erlang_c.warmup_secs
+        } else {
+            0.0
+        }
         + if matches!(sc.mode, Mode::Echo | Mode::Compare) {
             sc.echo.duration_secs
         } else {

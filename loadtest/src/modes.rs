@@ -5,7 +5,7 @@
 //! Every mode is bounded by the scenario's durations and counts and stops by
 //! itself; none talks to anything but the loopback target.
 
-use crate::book::{histogram, Book};
+use crate::book::{histogram, Book, Steady};
 use crate::dist::Dur;
 use crate::erlang::ErlangC;
 use crate::net::Ws;
@@ -423,8 +423,15 @@ async fn echo_conn(
     h
 }
 
-/// The Erlang C comparison from a finished run of the `erlang-c` scenario.
-pub fn erlang(sc: &Scenario, run: &RunResult, waits: &Histogram<u64>) -> Option<ErlangReport> {
+/// The Erlang C comparison from a finished run of the `erlang-c` scenario:
+/// the conversations of `sample`, which arrived over `sample_secs`.
+pub fn erlang(
+    sc: &Scenario,
+    run: &RunResult,
+    sample: &Steady,
+    sample_secs: f64,
+) -> Option<ErlangReport> {
+    let waits = &sample.waits;
     let handle = &sc.agents.profiles.first()?.handle_time;
     if !matches!(handle, Dur::Exponential { .. }) {
         return None;
@@ -432,10 +439,10 @@ pub fn erlang(sc: &Scenario, run: &RunResult, waits: &Histogram<u64>) -> Option<
     let n = sc.agents.count as u32;
     let configured_handle = handle.mean_ms();
     let configured_lambda = sc.arrivals.rate_per_sec;
-    // Evaluate the formula at what the run actually drew; fall back to the
-    // configuration when too little was drawn to say.
-    let lambda = if run.arrivals_per_sec > 0.0 {
-        run.arrivals_per_sec
+    // Evaluate the formula at what the sample actually drew; fall back to
+    // the configuration when too little was drawn to say.
+    let lambda = if sample.arrivals > 0 && sample_secs > 0.0 {
+        sample.arrivals as f64 / sample_secs
     } else {
         configured_lambda
     };
@@ -446,8 +453,8 @@ pub fn erlang(sc: &Scenario, run: &RunResult, waits: &Histogram<u64>) -> Option<
     };
     // The service time the engine's queue sees: offer received → complete
     // sent (the drawn handle time plus the offer/accept round trip).
-    let service_ms = if run.counts.slot_samples >= 30 {
-        run.counts.slot_ms_total / run.counts.slot_samples as f64
+    let service_ms = if sample.slot_samples >= 30 {
+        sample.slot_ms_total / sample.slot_samples as f64
     } else {
         mean_ms
     };
@@ -488,6 +495,7 @@ pub fn erlang(sc: &Scenario, run: &RunResult, waits: &Histogram<u64>) -> Option<
         offered_erlangs: theory.offered_erlangs,
         utilisation: theory.utilisation,
         wait_epsilon_ms: eps,
+        warmup_secs: sc.erlang_c.warmup_secs,
         samples,
         p_wait_theory: theory.p_wait,
         p_wait_gt_epsilon_theory: 1.0 - theory.service_level(eps, service_ms),
@@ -511,6 +519,16 @@ pub async fn erlang_run(
     let wall = Instant::now();
     let mut sim = Sim::start(sc.clone(), conn).await?;
     let watcher = progress.watch(sim.shared.clone(), "erlang-c");
+    let warmup = sc.erlang_c.warmup_secs;
+    if warmup > 0.0 {
+        // The same arrival stream, served but not counted (see
+        // `ErlangSettings::warmup_secs`).
+        if let Some(first) = sc.phases().first() {
+            sim.arrivals(first.rate_per_sec, warmup).await;
+        }
+    }
+    sim.shared.book().steady = Some(Steady::new(Instant::now()));
+    let warmed_secs = sim.arrival_secs;
     for phase in sc.phases() {
         sim.arrivals(phase.rate_per_sec, phase.duration_secs).await;
     }
@@ -518,8 +536,8 @@ pub async fn erlang_run(
     let shared = sim.finish(sc.drain_secs).await;
     watcher.abort();
     let run = run_result(&sc, &shared, arrival_secs, wall.elapsed());
-    let waits = shared.book().total.open_to_offer.clone();
-    let report = erlang(&sc, &run, &waits);
+    let steady = shared.book().steady.clone();
+    let report = steady.and_then(|s| erlang(&sc, &run, &s, arrival_secs - warmed_secs));
     Ok((run, report))
 }
 
@@ -538,11 +556,12 @@ mod tests {
         for _ in 0..40 {
             h.record(1_000_000).expect("ok");
         }
-        let run = RunResult {
-            arrivals_per_sec: sc.arrivals.rate_per_sec,
-            ..Default::default()
+        let run = RunResult::default();
+        let sample = Steady {
+            waits: h,
+            ..Steady::new(Instant::now())
         };
-        let r = erlang(&sc, &run, &h).expect("stable system");
+        let r = erlang(&sc, &run, &sample, 120.0).expect("stable system");
         assert_eq!(r.samples, 100);
         assert!((r.p_wait_gt_epsilon_measured - 0.4).abs() < 1e-9);
         // Too few handle samples: the configured parameters are used.

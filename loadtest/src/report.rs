@@ -120,6 +120,8 @@ pub struct ErlangReport {
     pub offered_erlangs: f64,
     pub utilisation: f64,
     pub wait_epsilon_ms: f64,
+    /// Arrivals of the first this many seconds were served, not counted.
+    pub warmup_secs: f64,
     pub samples: u64,
     /// Erlang C: probability of any wait.
     pub p_wait_theory: f64,
@@ -338,7 +340,7 @@ pub fn human(r: &Report) -> String {
     if let Some(e) = &r.erlang_c {
         let _ = writeln!(
             o,
-            "\nErlang C: N={} agents; configured λ={:.2}/s, handle {:.0} ms; realised λ={:.2}/s, handle drawn {:.0} ms, slot held (offer → complete) {:.1} ms; A={:.2} Erl, ρ={:.3}; {} samples",
+            "\nErlang C: N={} agents; configured λ={:.2}/s, handle {:.0} ms; realised λ={:.2}/s, handle drawn {:.0} ms, slot held (offer → complete) {:.1} ms; A={:.2} Erl, ρ={:.3}; {} samples after a {:.0} s warm-up",
             e.agents,
             e.configured_arrival_rate_per_sec,
             e.configured_mean_handle_ms,
@@ -347,7 +349,8 @@ pub fn human(r: &Report) -> String {
             e.mean_service_ms,
             e.offered_erlangs,
             e.utilisation,
-            e.samples
+            e.samples,
+            e.warmup_secs
         );
         let _ = writeln!(
             o,

@@ -287,6 +287,12 @@ pub struct ErlangSettings {
     /// A conversation counts as having waited when open→offer exceeds this
     /// (the engine's own decision time is not queueing).
     pub wait_epsilon_ms: f64,
+    /// Arrivals for this long come first and are served but not counted:
+    /// the run starts with every agent free, and Erlang C describes the
+    /// steady state (which an M/M/N system near ρ = 0.8 takes tens of
+    /// seconds to reach from empty).
+    #[serde(default)]
+    pub warmup_secs: f64,
 }
 
 impl Default for ErlangSettings {
@@ -294,6 +300,7 @@ impl Default for ErlangSettings {
         ErlangSettings {
             service_level_ms: vec![0.0, 100.0, 250.0, 500.0, 1000.0],
             wait_epsilon_ms: 20.0,
+            warmup_secs: 0.0,
         }
     }
 }
@@ -472,6 +479,10 @@ impl Scenario {
             } else if !matches!(g.profiles[0].handle_time, Dur::Exponential { .. }) {
                 p.push("erlang-c: handle_time must be exponential".into());
             }
+            let warmup = self.erlang_c.warmup_secs;
+            if !(warmup.is_finite() && warmup >= 0.0) {
+                p.push("erlang_c.warmup_secs must be a number of seconds >= 0".into());
+            }
         }
         p
     }
@@ -582,6 +593,19 @@ mod tests {
         );
         let err = parse(&bad).expect_err("invalid").to_string();
         assert!(err.contains("switch_to is required"), "{err}");
+    }
+
+    #[test]
+    fn the_erlang_c_warm_up_is_read_and_checked() {
+        let text = BUILTIN
+            .iter()
+            .find(|(n, _)| *n == "erlang-c")
+            .map(|(_, t)| *t)
+            .expect("built in");
+        assert_eq!(parse(text).expect("valid").erlang_c.warmup_secs, 60.0);
+        let bad = text.replace("warmup_secs = 60", "warmup_secs = -1");
+        let err = parse(&bad).expect_err("invalid").to_string();
+        assert!(err.contains("erlang_c.warmup_secs"), "{err}");
     }
 
     #[test]
