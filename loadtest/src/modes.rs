@@ -480,7 +480,10 @@ pub fn erlang(
         .map(|t| {
             (
                 *t,
-                theory.service_level(*t, service_ms),
+                // Both sides at t + ε: ε stands for the part of open→offer
+                // that is not queueing (the engine's decision and the
+                // offer's delivery), as in the P(wait > ε) row.
+                theory.service_level(t + eps, service_ms),
                 frac_at_most(t + eps),
             )
         })
@@ -567,6 +570,12 @@ mod tests {
         // Too few handle samples: the configured parameters are used.
         assert_eq!(r.arrival_rate_per_sec, sc.arrivals.rate_per_sec);
         assert!(r.p_wait_gt_epsilon_theory < r.p_wait_theory);
+        // Theory and measurement are both read at t + ε: SL(0) is the
+        // complement of P(wait > ε) on both sides.
+        let (t0, theory0, measured0) = r.service_level[0];
+        assert_eq!(t0, 0.0);
+        assert!((theory0 - (1.0 - r.p_wait_gt_epsilon_theory)).abs() < 1e-12);
+        assert!((measured0 - (1.0 - r.p_wait_gt_epsilon_measured)).abs() < 1e-12);
         assert!(
             (r.asa_ms_measured - (0.6 * 2.0 + 0.4 * 1000.0)).abs() < 1.0,
             "{}",
