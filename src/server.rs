@@ -470,7 +470,10 @@ impl RunningServer {
         while self.hub.open_sessions() > 0 && clock::instant() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        self.handle.stop(true).await;
+        // REST requests still in flight get a graceful stop (bounded by the
+        // same grace), unless the sessions already used it all up.
+        let graceful = self.hub.open_sessions() == 0;
+        self.handle.stop(graceful).await;
         let _ = self.served.await;
         // What the closed sessions asked of the router (agent disconnects) is
         // handled before the final snapshot, so a clean restart replays nothing.
