@@ -218,7 +218,8 @@ impl Steady {
         }
     }
 
-    fn counts(&self, scheduled: Instant) -> bool {
+    /// Whether a conversation scheduled at `scheduled` belongs to the sample.
+    fn includes(&self, scheduled: Instant) -> bool {
         scheduled >= self.from
     }
 }
@@ -249,6 +250,12 @@ fn us(d: Duration) -> u64 {
 }
 
 impl Book {
+    /// The Erlang C sample, if a conversation scheduled at `scheduled`
+    /// belongs to it.
+    fn steady_with(&mut self, scheduled: Instant) -> Option<&mut Steady> {
+        self.steady.as_mut().filter(|s| s.includes(scheduled))
+    }
+
     /// `mix_skills[i]` are the skills required by arrival mix entry `i`.
     pub fn new(mix_skills: Vec<BTreeMap<String, u8>>) -> Book {
         Book {
@@ -296,7 +303,7 @@ impl Book {
         will_switch: bool,
     ) -> Seq {
         self.counts.opens_sent += 1;
-        if let Some(steady) = self.steady.as_mut().filter(|s| s.counts(scheduled)) {
+        if let Some(steady) = self.steady_with(scheduled) {
             steady.arrivals += 1;
         }
         self.convs.push(Conv {
@@ -480,7 +487,7 @@ impl Book {
         if first {
             let _ = self.total.open_to_offer.record(us(waited));
             let _ = self.window.open_to_offer.record(us(waited));
-            if let Some(steady) = self.steady.as_mut().filter(|s| s.counts(scheduled)) {
+            if let Some(steady) = self.steady_with(scheduled) {
                 let _ = steady.waits.record(us(waited));
             }
         }
@@ -617,7 +624,7 @@ impl Book {
             self.counts.slot_samples += 1;
             self.counts.slot_ms_total += slot_ms;
             let scheduled = self.convs[seq].scheduled;
-            if let Some(steady) = self.steady.as_mut().filter(|s| s.counts(scheduled)) {
+            if let Some(steady) = self.steady_with(scheduled) {
                 steady.slot_samples += 1;
                 steady.slot_ms_total += slot_ms;
             }
