@@ -242,7 +242,45 @@ pub struct Request {
 
 /// Parses one text frame sent by a client with `role`. The caller has
 /// already checked the frame's size.
+///
+/// A well-formed frame is read in one pass ([`parse_well_formed`]); anything
+/// that pass refuses is read again by [`parse_checked`], which names the
+/// exact problem. Both give the same result for every frame the first one
+/// accepts (tested).
 pub fn parse_client_frame(text: &str, role: Role) -> Result<Request, ProtocolError> {
+    match parse_well_formed(text, role) {
+        Some(request) => Ok(request),
+        None => parse_checked(text, role),
+    }
+}
+
+/// A frame as it comes off the wire: the `req_id`, and the rest as the
+/// tagged frame (serde reads both in one pass over the text, borrowing
+/// field names instead of building a map of owned strings).
+#[derive(Deserialize)]
+struct WireFrame {
+    #[serde(default)]
+    req_id: Option<Value>,
+    #[serde(flatten)]
+    frame: ClientFrame,
+}
+
+/// The fast path of [`parse_client_frame`]: `None` for any frame that is not
+/// valid for `role`, whatever the reason.
+fn parse_well_formed(text: &str, role: Role) -> Option<Request> {
+    let WireFrame { req_id, frame } = serde_json::from_str(text).ok()?;
+    let req_id = match req_id {
+        None | Some(Value::Null) => None,
+        Some(v @ (Value::String(_) | Value::Number(_))) => Some(v),
+        Some(_) => return None,
+    };
+    let kind = frame.kind();
+    let (_, roles) = CLIENT_TYPES.iter().find(|(name, _)| *name == kind)?;
+    roles.contains(&role).then_some(Request { req_id, frame })
+}
+
+/// [`parse_client_frame`] step by step, so that a refusal says what is wrong.
+fn parse_checked(text: &str, role: Role) -> Result<Request, ProtocolError> {
     let err = |req_id: Option<Value>, code: &'static str, message: String| ProtocolError {
         req_id,
         code,
@@ -625,10 +663,47 @@ mod tests {
             (r#"{"type":"stats"}"#, Role::Supervisor),
         ];
         for (text, role) in samples {
+            assert!(
+                parse_well_formed(text, role).is_some(),
+                "{text}: not on the fast path"
+            );
             let r = parse_client_frame(text, role).unwrap_or_else(|e| panic!("{text}: {e}"));
             let v: Value = serde_json::from_str(text).expect("json");
             assert_eq!(Some(r.frame.kind()), v["type"].as_str());
         }
+    }
+
+    #[test]
+    fn frames_the_fast_path_refuses_are_read_as_before() {
+        for (text, role) in [
+            // A repeated field: the last one counts, as it always did.
+            (
+                r#"{"type":"offer.accept","offer_id":"o-1","offer_id":"o-2"}"#,
+                Role::Agent,
+            ),
+            // A frame type the role may not send, and a req_id of the wrong type.
+            (r#"{"type":"stats","req_id":4}"#, Role::Agent),
+            (r#"{"type":"stats","req_id":[4]}"#, Role::Supervisor),
+        ] {
+            assert_eq!(parse_well_formed(text, role), None, "{text}");
+            let checked = parse_checked(text, role);
+            assert_eq!(parse_client_frame(text, role), checked, "{text}");
+        }
+        let r = parse_client_frame(
+            r#"{"type":"offer.accept","offer_id":"o-1","offer_id":"o-2"}"#,
+            Role::Agent,
+        )
+        .expect("valid frame");
+        assert_eq!(
+            r.frame,
+            ClientFrame::OfferAccept(OfferRef {
+                offer_id: "o-2".into()
+            })
+        );
+        // An escaped field name is read by the fast path, and alike.
+        let escaped = r#"{"type":"offer.accept","offer\u005fid":"o-3"}"#;
+        let fast = parse_well_formed(escaped, Role::Agent);
+        assert_eq!(fast.map(Ok), Some(parse_checked(escaped, Role::Agent)));
     }
 
     #[test]
@@ -722,12 +797,67 @@ mod fuzz {
         })
     }
 
+    /// One valid frame of each kind, for [`near_valid`].
+    const VALID: &[&str] = &[
+        r#"{"type":"conversation.open","customer_id":"cu-1","channel":"chat","queue":"general","priority":3,"skills":{"billing":2},"attributes":{"vip":true,"tags":["a"]},"preferred_agent_id":"a1"}"#,
+        r#"{"type":"conversation.message","conversation_id":"c-1","from":"customer","text":"hi"}"#,
+        r#"{"type":"conversation.switch_channel","conversation_id":"c-1","channel":"voice"}"#,
+        r#"{"type":"conversation.abandon","conversation_id":"c-1"}"#,
+        r#"{"type":"conversation.close","conversation_id":"c-1"}"#,
+        r#"{"type":"agent.login","agent_id":"a1","skills":{"billing":3},"capacity":{"chat":2},"max_total":2}"#,
+        r#"{"type":"agent.status","status":"away"}"#,
+        r#"{"type":"agent.heartbeat"}"#,
+        r#"{"type":"offer.accept","offer_id":"o-1"}"#,
+        r#"{"type":"offer.reject","offer_id":"o-1"}"#,
+        r#"{"type":"conversation.complete","conversation_id":"c-1"}"#,
+        r#"{"type":"conversation.transfer","conversation_id":"c-1","queue":"general"}"#,
+        r#"{"type":"subscribe"}"#,
+        r#"{"type":"stats"}"#,
+    ];
+
+    /// A valid frame, maybe with a `req_id` of any JSON type, one field
+    /// dropped, and one field (known or not) set to any value: mostly
+    /// frames the fast path accepts, and near misses of them.
+    fn near_valid() -> impl Strategy<Value = String> {
+        (
+            prop::sample::select(VALID),
+            prop::option::of(json_value()),
+            any::<prop::sample::Index>(),
+            any::<bool>(),
+            prop::option::of((prop::sample::select(FIELDS), json_value())),
+        )
+            .prop_map(|(text, req_id, drop, dropping, set)| {
+                let mut map: Map<String, Value> = serde_json::from_str(text).expect("valid");
+                if let Some(r) = req_id {
+                    map.insert("req_id".into(), r);
+                }
+                if dropping {
+                    let key = drop.get(&map.keys().cloned().collect::<Vec<_>>()).clone();
+                    map.remove(&key);
+                }
+                if let Some((k, v)) = set {
+                    map.insert(k.to_string(), v);
+                }
+                Value::Object(map).to_string()
+            })
+    }
+
     fn role() -> impl Strategy<Value = Role> {
         prop_oneof![
             Just(Role::Connector),
             Just(Role::Agent),
             Just(Role::Supervisor)
         ]
+    }
+
+    #[test]
+    fn every_valid_sample_takes_the_fast_path() {
+        for text in VALID {
+            let ok = [Role::Connector, Role::Agent, Role::Supervisor]
+                .into_iter()
+                .any(|role| parse_well_formed(text, role).is_some());
+            assert!(ok, "{text}");
+        }
     }
 
     proptest! {
@@ -738,6 +868,16 @@ mod fuzz {
             if let Err(e) = parse_client_frame(&text, role) {
                 prop_assert!(codes::ALL.contains(&e.code), "unknown code {} for {}", e.code, text);
                 prop_assert!(!e.message.is_empty());
+            }
+        }
+
+        #[test]
+        fn the_fast_path_reads_a_frame_as_the_checked_path_does(
+            text in prop_oneof![frame_like(), near_valid()],
+            role in role(),
+        ) {
+            if let Some(fast) = parse_well_formed(&text, role) {
+                prop_assert_eq!(Ok(fast), parse_checked(&text, role), "{}", text);
             }
         }
 
