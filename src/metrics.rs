@@ -40,7 +40,10 @@ use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, Promet
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
+pub use meters::{CellMeters, Meters};
 pub use metrics_exporter_prometheus::PrometheusHandle;
+
+mod meters;
 
 // ---------------------------------------------------------------------------
 // Names. Units are in the name (Prometheus base units); counters end in `_total`.
@@ -224,6 +227,33 @@ pub const OFFER_OUTCOMES: [&str; 6] = [
     "withdrawn",
     "agent_unavailable",
 ];
+
+/// One `outcome` of [`OFFERS`]; `as usize` is its place in [`OFFER_OUTCOMES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfferOutcome {
+    Made,
+    Accepted,
+    Rejected,
+    Expired,
+    Withdrawn,
+    AgentUnavailable,
+}
+
+impl OfferOutcome {
+    pub fn as_str(self) -> &'static str {
+        OFFER_OUTCOMES[self as usize]
+    }
+
+    /// How an offer that did not lead to an assignment ended.
+    pub fn ended(reason: OfferEnd) -> Self {
+        match reason {
+            OfferEnd::Rejected => OfferOutcome::Rejected,
+            OfferEnd::Expired => OfferOutcome::Expired,
+            OfferEnd::Withdrawn => OfferOutcome::Withdrawn,
+            OfferEnd::AgentUnavailable => OfferOutcome::AgentUnavailable,
+        }
+    }
+}
 /// `reason` values of [`CONVERSATIONS_REQUEUED`] the core emits today
 /// (zero-initialised; any other `&'static str` reason is recorded too).
 pub const REQUEUE_REASONS: [&str; 4] = ["rejected", "expired", "agent_unavailable", "agent_lost"];
@@ -716,27 +746,35 @@ fn out_of_range(what: &str) {
 /// Counts a conversation that the core accepted into routing. `queue` `None`
 /// means the default queue. Names that are not configured are not recorded
 /// (they could be anything a client typed); returns whether it was counted.
-pub fn conversation_opened(settings: &RoutingSettings, channel: &str, queue: Option<&str>) -> bool {
+pub fn conversation_opened(
+    meters: &Meters,
+    settings: &RoutingSettings,
+    channel: &str,
+    queue: Option<&str>,
+) -> bool {
     let queue = queue.unwrap_or(&settings.default_queue);
-    match (settings.channel_index(channel), settings.queue_index(queue)) {
-        (Some(c), Some(q)) => {
-            let (ch, q) = (
-                intern(&settings.channels[c].name),
-                intern(&settings.queues[q].name),
-            );
-            counter!(CONVERSATIONS_OPENED, "channel" => ch, "queue" => q).increment(1);
-            true
-        }
-        _ => false,
-    }
+    let cell = match (settings.channel_index(channel), settings.queue_index(queue)) {
+        (Some(c), Some(q)) => meters.cell(ChannelId(c as u8), QueueId(q as u16)),
+        _ => None,
+    };
+    cell.inspect(|m| m.opened.increment(1)).is_some()
 }
 
-/// Turns one routing-core effect into its KPI updates.
+/// Turns one routing-core effect into its KPI updates; the hot series go
+/// through `meters`' handles.
 pub fn observe_effect(
+    meters: &Meters,
     effect: &Effect,
     settings: &RoutingSettings,
     service_level: &ServiceLevelPolicy,
 ) {
+    let cell = |channel: &ChannelId, queue: &QueueId, what: &str| {
+        let found = meters.cell(*channel, *queue);
+        if found.is_none() {
+            out_of_range(what);
+        }
+        found
+    };
     match effect {
         Effect::OfferMade {
             channel,
@@ -745,14 +783,13 @@ pub fn observe_effect(
             first_offer,
             ..
         } => {
-            let Some((ch, q)) = channel_queue(settings, *channel, *queue) else {
-                return out_of_range("offer_made");
+            let Some(m) = cell(channel, queue, "offer_made") else {
+                return;
             };
             if *first_offer {
-                histogram!(OPEN_TO_OFFER_SECONDS, "channel" => ch.clone(), "queue" => q.clone())
-                    .record(ms_to_secs(*waited_ms));
+                m.open_to_offer.record(ms_to_secs(*waited_ms));
             }
-            counter!(OFFERS, "channel" => ch, "queue" => q, "outcome" => "made").increment(1);
+            m.offers(OfferOutcome::Made).increment(1);
         }
         Effect::OfferEnded {
             channel,
@@ -760,16 +797,9 @@ pub fn observe_effect(
             reason,
             ..
         } => {
-            let Some((ch, q)) = channel_queue(settings, *channel, *queue) else {
-                return out_of_range("offer_ended");
-            };
-            let outcome: &'static str = match reason {
-                OfferEnd::Rejected => "rejected",
-                OfferEnd::Expired => "expired",
-                OfferEnd::Withdrawn => "withdrawn",
-                OfferEnd::AgentUnavailable => "agent_unavailable",
-            };
-            counter!(OFFERS, "channel" => ch, "queue" => q, "outcome" => outcome).increment(1);
+            if let Some(m) = cell(channel, queue, "offer_ended") {
+                m.offers(OfferOutcome::ended(*reason)).increment(1);
+            }
         }
         Effect::Assigned {
             channel,
@@ -778,23 +808,17 @@ pub fn observe_effect(
             answer_target_ms,
             ..
         } => {
-            let Some((ch, q)) = channel_queue(settings, *channel, *queue) else {
-                return out_of_range("assigned");
+            let Some(m) = cell(channel, queue, "assigned") else {
+                return;
             };
-            counter!(OFFERS, "channel" => ch.clone(), "queue" => q.clone(), "outcome" => "accepted")
-                .increment(1);
-            counter!(CONVERSATIONS_ASSIGNED, "channel" => ch.clone(), "queue" => q.clone())
-                .increment(1);
-            histogram!(CONVERSATION_WAIT_SECONDS, "channel" => ch.clone(), "queue" => q.clone())
-                .record(ms_to_secs(*waited_ms));
+            m.offers(OfferOutcome::Accepted).increment(1);
+            m.assigned.increment(1);
+            m.wait.record(ms_to_secs(*waited_ms));
             if let Some(target) = answer_target_ms {
-                counter!(CONVERSATIONS_ANSWERED, "channel" => ch.clone(), "queue" => q.clone())
-                    .increment(1);
-                counter!(CONVERSATIONS_SLA_ELIGIBLE, "channel" => ch.clone(), "queue" => q.clone())
-                    .increment(1);
+                m.answered.increment(1);
+                m.sla_eligible.increment(1);
                 if waited_ms <= target {
-                    counter!(CONVERSATIONS_ANSWERED_WITHIN_TARGET, "channel" => ch, "queue" => q)
-                        .increment(1);
+                    m.answered_within_target.increment(1);
                 }
             }
         }
@@ -836,10 +860,9 @@ pub fn observe_effect(
             from_queue,
             ..
         } => {
-            let Some((ch, q)) = channel_queue(settings, *channel, *from_queue) else {
-                return out_of_range("transferred");
-            };
-            counter!(CONVERSATIONS_TRANSFERRED, "channel" => ch, "queue" => q).increment(1);
+            if let Some(m) = cell(channel, from_queue, "transferred") {
+                m.transferred.increment(1);
+            }
         }
         Effect::Ended {
             channel,
@@ -849,26 +872,22 @@ pub fn observe_effect(
             handle_ms,
             ..
         } => {
-            let Some((ch, q)) = channel_queue(settings, *channel, *queue) else {
-                return out_of_range("ended");
+            let Some(m) = cell(channel, queue, "ended") else {
+                return;
             };
             match outcome {
                 Outcome::Completed => {
-                    counter!(CONVERSATIONS_COMPLETED, "channel" => ch.clone(), "queue" => q.clone())
-                        .increment(1);
-                    histogram!(CONVERSATION_HANDLE_SECONDS, "channel" => ch, "queue" => q)
-                        .record(ms_to_secs(*handle_ms));
+                    m.completed.increment(1);
+                    m.handle.record(ms_to_secs(*handle_ms));
                 }
                 Outcome::Abandoned => {
-                    counter!(CONVERSATIONS_ABANDONED, "channel" => ch.clone(), "queue" => q.clone())
-                        .increment(1);
+                    m.abandoned.increment(1);
                     let has_target = settings
                         .sla_for(usize::from(channel.0), usize::from(queue.0))
                         .answer_target_ms
                         .is_some();
                     if has_target && service_level.abandon_counts(*waited_ms) {
-                        counter!(CONVERSATIONS_SLA_ELIGIBLE, "channel" => ch, "queue" => q)
-                            .increment(1);
+                        m.sla_eligible.increment(1);
                     }
                 }
             }
@@ -1040,9 +1059,11 @@ mod tests {
         }
     }
 
-    fn render_with(settings: &RoutingSettings, f: impl FnOnce()) -> String {
+    /// Runs `f` with a recorder for `settings` and the meters built in it,
+    /// and renders what it recorded.
+    fn render_with(settings: &RoutingSettings, f: impl FnOnce(&Meters)) -> String {
         let recorder = build_recorder(settings).expect("recorder builds");
-        metrics::with_local_recorder(&recorder, f);
+        metrics::with_local_recorder(&recorder, || f(&Meters::new(settings)));
         recorder.handle().render()
     }
 
@@ -1103,7 +1124,7 @@ mod tests {
     #[test]
     fn zero_initialised_series_are_rendered() {
         let settings = RoutingSettings::example();
-        let text = render_with(&settings, || {});
+        let text = render_with(&settings, |_| {});
         for ch in ["voice", "chat", "email", "sms", "social"] {
             let cq = format!("channel=\"{ch}\",queue=\"general\"");
             assert_eq!(
@@ -1196,12 +1217,12 @@ mod tests {
         );
 
         // The rendered histogram has the edge, and a wait exactly at the target falls in it.
-        let text = render_with(&settings, || {
+        let text = render_with(&settings, |m| {
             let mut vip_wait = assigned(12_345, Some(12_345));
             if let Effect::Assigned { queue, .. } = &mut vip_wait {
                 *queue = QueueId(1);
             }
-            observe_effect(&vip_wait, &settings, &ServiceLevelPolicy::default());
+            observe_effect(m, &vip_wait, &settings, &ServiceLevelPolicy::default());
         });
         let bucket = |le: &str| {
             sample(&text, &format!("{CONVERSATION_WAIT_SECONDS}_bucket{{channel=\"voice\",queue=\"vip\",le=\"{le}\"}}"))
@@ -1214,10 +1235,10 @@ mod tests {
     fn assigned_within_and_over_target_count_correctly() {
         let settings = RoutingSettings::example();
         let policy = ServiceLevelPolicy::default();
-        let text = render_with(&settings, || {
-            observe_effect(&assigned(20_000, Some(20_000)), &settings, &policy); // at the target: within
-            observe_effect(&assigned(3_000, Some(20_000)), &settings, &policy);
-            observe_effect(&assigned(20_001, Some(20_000)), &settings, &policy);
+        let text = render_with(&settings, |m| {
+            observe_effect(m, &assigned(20_000, Some(20_000)), &settings, &policy); // at the target: within
+            observe_effect(m, &assigned(3_000, Some(20_000)), &settings, &policy);
+            observe_effect(m, &assigned(20_001, Some(20_000)), &settings, &policy);
             // over
         });
         let cq = "{channel=\"voice\",queue=\"general\"}";
@@ -1264,12 +1285,12 @@ mod tests {
     #[test]
     fn assigned_without_target_is_not_in_service_level() {
         let settings = RoutingSettings::example();
-        let text = render_with(&settings, || {
+        let text = render_with(&settings, |m| {
             let mut email = assigned(1_000, None);
             if let Effect::Assigned { channel, .. } = &mut email {
                 *channel = ChannelId(2);
             }
-            observe_effect(&email, &settings, &ServiceLevelPolicy::default());
+            observe_effect(m, &email, &settings, &ServiceLevelPolicy::default());
         });
         let cq = "{channel=\"email\",queue=\"general\"}";
         assert_eq!(
@@ -1309,11 +1330,11 @@ mod tests {
             handle_ms: 0,
             agent: None,
         };
-        let text = render_with(&settings, || {
-            observe_effect(&abandon(4_999), &settings, &policy);
-            observe_effect(&abandon(5_000), &settings, &policy);
-            observe_effect(&abandon(40_000), &settings, &policy);
-            observe_effect(&abandon(40_000), &settings, &ignore);
+        let text = render_with(&settings, |m| {
+            observe_effect(m, &abandon(4_999), &settings, &policy);
+            observe_effect(m, &abandon(5_000), &settings, &policy);
+            observe_effect(m, &abandon(40_000), &settings, &policy);
+            observe_effect(m, &abandon(40_000), &settings, &ignore);
         });
         let cq = "{channel=\"chat\",queue=\"general\"}";
         assert_eq!(
@@ -1331,7 +1352,7 @@ mod tests {
         let settings = RoutingSettings::example();
         let policy = ServiceLevelPolicy::default();
         let agent: Arc<str> = Arc::from("agent-secret-42");
-        let text = render_with(&settings, || {
+        let text = render_with(&settings, |m| {
             let made = Effect::OfferMade {
                 offer: OfferId(1),
                 conversation: ConversationId(1),
@@ -1343,7 +1364,7 @@ mod tests {
                 expires_at: 0,
                 first_offer: true,
             };
-            observe_effect(&made, &settings, &policy);
+            observe_effect(m, &made, &settings, &policy);
             for reason in [OfferEnd::Rejected, OfferEnd::Expired] {
                 let ended = Effect::OfferEnded {
                     offer: OfferId(1),
@@ -1353,7 +1374,7 @@ mod tests {
                     queue: QueueId(0),
                     reason,
                 };
-                observe_effect(&ended, &settings, &policy);
+                observe_effect(m, &ended, &settings, &policy);
             }
             let sla = Effect::Sla {
                 conversation: ConversationId(1),
@@ -1363,7 +1384,7 @@ mod tests {
                 level: SlaLevel::Breach,
                 waited_ms: 30_000,
             };
-            observe_effect(&sla, &settings, &policy);
+            observe_effect(m, &sla, &settings, &policy);
             let transferred = Effect::Transferred {
                 conversation: ConversationId(1),
                 channel: ChannelId(1),
@@ -1371,7 +1392,7 @@ mod tests {
                 to_queue: QueueId(0),
                 from_agent: agent.clone(),
             };
-            observe_effect(&transferred, &settings, &policy);
+            observe_effect(m, &transferred, &settings, &policy);
             let completed = Effect::Ended {
                 conversation: ConversationId(1),
                 channel: ChannelId(1),
@@ -1381,7 +1402,7 @@ mod tests {
                 handle_ms: 95_000,
                 agent: Some(agent.clone()),
             };
-            observe_effect(&completed, &settings, &policy);
+            observe_effect(m, &completed, &settings, &policy);
             // Out-of-range ids are dropped, not panicked on.
             let bogus = Effect::Transferred {
                 conversation: ConversationId(1),
@@ -1390,7 +1411,7 @@ mod tests {
                 to_queue: QueueId(0),
                 from_agent: agent.clone(),
             };
-            observe_effect(&bogus, &settings, &policy);
+            observe_effect(m, &bogus, &settings, &policy);
         });
         let cq = "channel=\"chat\",queue=\"general\"";
         for (outcome, n) in [
@@ -1439,9 +1460,9 @@ mod tests {
     fn unknown_names_are_not_recorded_as_labels() {
         let settings = RoutingSettings::example();
         let mut counted = (false, false);
-        let text = render_with(&settings, || {
-            counted.0 = conversation_opened(&settings, "voice", None);
-            counted.1 = conversation_opened(&settings, "customer-typed-this", Some("general"));
+        let text = render_with(&settings, |m| {
+            counted.0 = conversation_opened(m, &settings, "voice", None);
+            counted.1 = conversation_opened(m, &settings, "customer-typed-this", Some("general"));
         });
         assert_eq!(counted, (true, false));
         assert_eq!(
@@ -1457,7 +1478,7 @@ mod tests {
     #[test]
     fn queue_gauges_reset_queues_missing_from_the_sample() {
         let settings = RoutingSettings::example();
-        let text = render_with(&settings, || {
+        let text = render_with(&settings, |_| {
             let stats = |channel, waiting, longest_wait_ms| QueueStats {
                 queue: QueueId(0),
                 channel: ChannelId(channel),
@@ -1493,7 +1514,7 @@ mod tests {
     #[test]
     fn agent_state_clock_carries_fractions() {
         let settings = RoutingSettings::example();
-        let text = render_with(&settings, || {
+        let text = render_with(&settings, |_| {
             let mut clock = AgentStateClock::new();
             let act = AgentActivity {
                 busy: 3,
@@ -1551,15 +1572,17 @@ mod tests {
     #[test]
     fn engine_helpers_record() {
         let settings = RoutingSettings::example();
-        let text = render_with(&settings, || {
-            ws_message(Direction::In, "agent.login");
+        let text = render_with(&settings, |m| {
+            m.ws_message(Direction::In, "agent.login");
+            // The handle and the macro count into the same series.
             ws_message(Direction::Out, "ack");
+            m.ws_message(Direction::Out, String::from("ack").leak());
             error("unknown_offer");
             ws_connections("agent", 1);
             ws_connections("agent", 1);
             ws_connections("agent", -1);
             actor_restarted(ActorKind::Conversation);
-            decision_latency("open", 0.000_003);
+            m.decision_latency("open", 0.000_003);
             snapshot_written(0.02, 4096);
             journal_fsync(0.0004);
             journal_appended(512);
@@ -1578,7 +1601,7 @@ mod tests {
                 &text,
                 &format!("{WS_MESSAGES}{{direction=\"out\",type=\"ack\"}}")
             ),
-            Some(1.0)
+            Some(2.0)
         );
         assert_eq!(
             sample(&text, &format!("{ERRORS}{{code=\"unknown_offer\"}}")),

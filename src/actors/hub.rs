@@ -27,13 +27,17 @@ use super::outbox::{Outbox, Pushed, SLOW_CONSUMER_CODE};
 use super::router::RouterActor;
 use crate::api::protocol::{Role, ServerFrame};
 use crate::durability::{Recorder, SnapshotReplica};
-use crate::metrics::{self, ActorKind, Direction};
+use crate::metrics::{self, ActorKind, Direction, Meters};
 use crate::routing::{ConversationId, Engine, RoutingSettings};
 use crate::store::{ConversationState, Store};
 use actix::{Actor, Addr, ArbiterHandle, Message};
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
+
+/// The hub's maps: every frame looks one up, so they hash with `ahash`
+/// (seeded per process) rather than SipHash.
+type Map<K, V> = DashMap<K, V, ahash::RandomState>;
 
 /// The sending side of one WebSocket connection.
 #[derive(Debug, Clone)]
@@ -43,15 +47,23 @@ pub struct SessionHandle {
     /// The token's name (owner of a connector's conversations).
     pub principal: String,
     outbox: Arc<Outbox>,
+    meters: Arc<Meters>,
 }
 
 impl SessionHandle {
-    pub fn new(id: u64, role: Role, principal: String, outbox: Arc<Outbox>) -> Self {
+    pub fn new(
+        id: u64,
+        role: Role,
+        principal: String,
+        outbox: Arc<Outbox>,
+        meters: Arc<Meters>,
+    ) -> Self {
         SessionHandle {
             id,
             role,
             principal,
             outbox,
+            meters,
         }
     }
 
@@ -65,7 +77,7 @@ impl SessionHandle {
     pub fn push_text(&self, kind: &'static str, text: String) -> bool {
         match self.outbox.push(text) {
             Pushed::Queued => {
-                metrics::ws_message(Direction::Out, kind);
+                self.meters.ws_message(Direction::Out, kind);
                 true
             }
             Pushed::Full => {
@@ -97,6 +109,9 @@ pub struct Hub {
     pub store: Arc<Store>,
     pub settings: RoutingSettings,
     pub service_level: metrics::ServiceLevelPolicy,
+    /// Handles of the hot metric series, resolved when the hub is built
+    /// (after the recorder is installed).
+    pub meters: Arc<Meters>,
     /// The sequencer every state change goes through (see `crate::durability`).
     pub recorder: Arc<Recorder>,
     /// The snapshot thread, once started.
@@ -104,15 +119,15 @@ pub struct Hub {
     engine: Arc<Mutex<Engine>>,
     arbiter: ArbiterHandle,
     router: RwLock<Option<Addr<RouterActor>>>,
-    conversations: DashMap<ConversationId, Addr<ConversationActor>>,
-    agents: DashMap<String, Addr<AgentActor>>,
-    agent_sessions: DashMap<String, SessionHandle>,
-    connectors: DashMap<u64, SessionHandle>,
+    conversations: Map<ConversationId, Addr<ConversationActor>>,
+    agents: Map<String, Addr<AgentActor>>,
+    agent_sessions: Map<String, SessionHandle>,
+    connectors: Map<u64, SessionHandle>,
     /// Conversation → id of the connector session that opened it.
-    openers: DashMap<ConversationId, u64>,
-    subscribers: DashMap<u64, SessionHandle>,
+    openers: Map<ConversationId, u64>,
+    subscribers: Map<u64, SessionHandle>,
     /// Per (queue, channel): answered, answered within the answer target.
-    answered: DashMap<(String, String), (u64, u64)>,
+    answered: Map<(String, String), (u64, u64)>,
     next_session: AtomicU64,
     open_sessions: AtomicU64,
     restarts: AtomicU64,
@@ -138,6 +153,7 @@ impl Hub {
         fault_injection: bool,
     ) -> Arc<Hub> {
         Arc::new(Hub {
+            meters: Arc::new(Meters::new(engine.settings())),
             settings: engine.settings().clone(),
             store,
             service_level,
@@ -146,13 +162,13 @@ impl Hub {
             engine: Arc::new(Mutex::new(engine)),
             arbiter,
             router: RwLock::new(None),
-            conversations: DashMap::new(),
-            agents: DashMap::new(),
-            agent_sessions: DashMap::new(),
-            connectors: DashMap::new(),
-            openers: DashMap::new(),
-            subscribers: DashMap::new(),
-            answered: DashMap::new(),
+            conversations: Map::default(),
+            agents: Map::default(),
+            agent_sessions: Map::default(),
+            connectors: Map::default(),
+            openers: Map::default(),
+            subscribers: Map::default(),
+            answered: Map::default(),
             next_session: AtomicU64::new(1),
             open_sessions: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
@@ -369,6 +385,12 @@ impl Hub {
         self.subscribers.insert(session.id, session);
     }
 
+    /// Whether any supervisor is subscribed to events (so that building an
+    /// event frame is worth it).
+    pub fn has_subscribers(&self) -> bool {
+        !self.subscribers.is_empty()
+    }
+
     /// Sends one frame to every subscribed supervisor; slow ones are dropped.
     pub fn broadcast(&self, frame: &ServerFrame) {
         if self.subscribers.is_empty() {
@@ -448,7 +470,14 @@ mod tests {
     #[test]
     fn a_full_outbox_refuses_and_closes_the_session() {
         let outbox = Arc::new(Outbox::new(2));
-        let session = SessionHandle::new(1, Role::Supervisor, "wall".into(), Arc::clone(&outbox));
+        let meters = Arc::new(Meters::new(&RoutingSettings::example()));
+        let session = SessionHandle::new(
+            1,
+            Role::Supervisor,
+            "wall".into(),
+            Arc::clone(&outbox),
+            meters,
+        );
         assert!(session.push(&frame(1)));
         assert!(session.push(&frame(2)));
         assert!(!session.is_closed());

@@ -137,7 +137,8 @@ impl RouterActor {
         let effects: Vec<Effect> = std::iter::from_fn(|| engine.poll_effect()).collect();
         let next = engine.poll_timeout();
         drop(engine);
-        metrics::decision_latency(kind, clock::elapsed_secs(start));
+        hub.meters
+            .decision_latency(kind, clock::elapsed_secs(start));
         let facts = match &result {
             Ok(reply) => facts(reply),
             Err(_) => Vec::new(),
@@ -194,15 +195,25 @@ impl RouterActor {
         effects: Vec<(Effect, Option<Released>)>,
         next: Option<Millis>,
     ) {
+        // Event frames are built only for subscribed supervisors: a frame
+        // costs a map and a string per field.
+        let watched = self.hub.has_subscribers();
         for (effect, released) in effects {
-            metrics::observe_effect(&effect, &self.hub.settings, &self.hub.service_level);
+            metrics::observe_effect(
+                &self.hub.meters,
+                &effect,
+                &self.hub.settings,
+                &self.hub.service_level,
+            );
             self.notify(now, &effect, released);
-            let (kind, data) = event_of(&effect, &self.hub.settings);
-            self.hub.broadcast(&ServerFrame::Event {
-                kind,
-                at_ms: now,
-                data,
-            });
+            if watched {
+                let (kind, data) = event_of(&effect, &self.hub.settings);
+                self.hub.broadcast(&ServerFrame::Event {
+                    kind,
+                    at_ms: now,
+                    data,
+                });
+            }
         }
         self.rearm(ctx, next);
     }
@@ -234,7 +245,9 @@ impl RouterActor {
         let effects: Vec<Effect> = std::iter::from_fn(|| engine.poll_effect()).collect();
         let next = engine.poll_timeout();
         drop(engine);
-        metrics::decision_latency("timeout", clock::elapsed_secs(start));
+        self.hub
+            .meters
+            .decision_latency("timeout", clock::elapsed_secs(start));
         let effects = self.write_effects(now, effects);
         sequencer.record(Record::Timeout { now });
         drop(sequencer);
@@ -618,7 +631,12 @@ impl Handler<OpenConversation> for RouterActor {
         });
         let opened = match step.result {
             Ok(Reply::Opened(id)) => {
-                metrics::conversation_opened(&self.hub.settings, &channel, Some(&queue));
+                metrics::conversation_opened(
+                    &self.hub.meters,
+                    &self.hub.settings,
+                    &channel,
+                    Some(&queue),
+                );
                 self.hub.spawn_conversation(id, Some(session_id));
                 Ok(Sequenced {
                     value: id,

@@ -199,7 +199,13 @@ async fn run_session(
     let id = hub.next_session_id();
     let role = principal.role;
     let outbox = Arc::new(Outbox::new(limits.outbound_buffer_frames));
-    let handle = SessionHandle::new(id, role, principal.name.clone(), Arc::clone(&outbox));
+    let handle = SessionHandle::new(
+        id,
+        role,
+        principal.name.clone(),
+        Arc::clone(&outbox),
+        Arc::clone(&hub.meters),
+    );
     if role == Role::Connector {
         hub.add_connector(handle.clone());
     }
@@ -370,11 +376,11 @@ impl Conn {
     async fn on_text(&mut self, text: &str) {
         let (req_id, result) = match parse_client_frame(text, self.principal.role) {
             Err(e) => {
-                metrics::ws_message(Direction::In, "invalid");
+                self.hub.meters.ws_message(Direction::In, "invalid");
                 (e.req_id, Err(Refusal::new(e.code, e.message)))
             }
             Ok(Request { req_id, frame }) => {
-                metrics::ws_message(Direction::In, frame.kind());
+                self.hub.meters.ws_message(Direction::In, frame.kind());
                 if reads_earlier_changes(&frame) {
                     self.settle().await;
                 }

@@ -43,7 +43,7 @@ impl Store {
         Store {
             conversations: DashMap::with_capacity_and_hasher(conversations, Default::default()),
             customers: DashMap::default(),
-            agents: DashMap::with_capacity(agents),
+            agents: DashMap::with_capacity_and_hasher(agents, Default::default()),
             names: Default::default(),
             packed: Default::default(),
             packed_keys: Default::default(),

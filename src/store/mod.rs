@@ -178,7 +178,7 @@ pub(crate) enum Slot {
 pub struct Store {
     conversations: DashMap<ConversationId, Slot, Hasher>,
     customers: DashMap<Name, Vec<ConversationId>, Hasher>,
-    agents: DashMap<String, AgentRecord>,
+    agents: DashMap<String, AgentRecord, Hasher>,
     names: Names,
     /// The snapshot section packed records point into; dropped once
     /// [`Store::unpack_some`] has decoded them all.
