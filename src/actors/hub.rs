@@ -28,7 +28,7 @@ use super::router::RouterActor;
 use crate::api::protocol::{Role, ServerFrame};
 use crate::durability::{Recorder, SnapshotReplica};
 use crate::metrics::{self, ActorKind, Direction, Meters};
-use crate::routing::{ConversationId, Engine, RoutingSettings};
+use crate::routing::{ChannelId, ConversationId, Engine, QueueId, RoutingSettings};
 use crate::store::{ConversationState, Store};
 use actix::{Actor, Addr, ArbiterHandle, Message};
 use dashmap::DashMap;
@@ -127,7 +127,7 @@ pub struct Hub {
     openers: Map<ConversationId, u64>,
     subscribers: Map<u64, SessionHandle>,
     /// Per (queue, channel): answered, answered within the answer target.
-    answered: Map<(String, String), (u64, u64)>,
+    answered: Map<(QueueId, ChannelId), (u64, u64)>,
     next_session: AtomicU64,
     open_sessions: AtomicU64,
     restarts: AtomicU64,
@@ -252,6 +252,25 @@ impl Hub {
         let addr = RouterActor::start_in_arbiter(&self.arbiter, move |_| RouterActor::new(hub));
         *slot = Some(addr.clone());
         addr
+    }
+
+    /// `do_send`s `msg` to the router (started or restarted as by
+    /// [`Hub::router`]) without cloning its address: a clone allocates, and
+    /// every routed request comes this way.
+    pub fn send_to_router<M>(self: &Arc<Self>, msg: M)
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        RouterActor: actix::Handler<M>,
+    {
+        {
+            let current = self.router.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(addr) = current.as_ref().filter(|a| a.connected()) {
+                addr.do_send(msg);
+                return;
+            }
+        }
+        self.router().do_send(msg);
     }
 
     // ----- conversations -----
@@ -411,11 +430,8 @@ impl Hub {
     // ----- service level -----
 
     /// Counts one answered conversation for `GET /v1/queues`.
-    pub fn record_answer(&self, queue: &str, channel: &str, within_target: bool) {
-        let mut e = self
-            .answered
-            .entry((queue.to_string(), channel.to_string()))
-            .or_insert((0, 0));
+    pub fn record_answer(&self, queue: QueueId, channel: ChannelId, within_target: bool) {
+        let mut e = self.answered.entry((queue, channel)).or_insert((0, 0));
         e.0 += 1;
         if within_target {
             e.1 += 1;
@@ -423,9 +439,9 @@ impl Hub {
     }
 
     /// Answered and answered-within-target for one queue and channel.
-    pub fn answered(&self, queue: &str, channel: &str) -> (u64, u64) {
+    pub fn answered(&self, queue: QueueId, channel: ChannelId) -> (u64, u64) {
         self.answered
-            .get(&(queue.to_string(), channel.to_string()))
+            .get(&(queue, channel))
             .map(|e| *e)
             .unwrap_or((0, 0))
     }

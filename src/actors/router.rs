@@ -317,8 +317,8 @@ impl RouterActor {
                 }
                 let channel_name = settings.channels[channel.0 as usize].name.clone();
                 hub.record_answer(
-                    &settings.queues[queue.0 as usize].name,
-                    &channel_name,
+                    *queue,
+                    *channel,
                     answer_target_ms.is_none_or(|t| *waited_ms <= t),
                 );
                 self.notice(

@@ -145,7 +145,7 @@ pub fn queue_rows(hub: &Hub) -> Vec<Value> {
         .map(|s| {
             let queue = &hub.settings.queues[s.queue.0 as usize];
             let channel = &hub.settings.channels[s.channel.0 as usize];
-            let (answered, within) = hub.answered(&queue.name, &channel.name);
+            let (answered, within) = hub.answered(s.queue, s.channel);
             let target = hub.settings.sla_for(s.channel.0 as usize, s.queue.0 as usize).answer_target_ms;
             json!({
                 "queue": queue.name,

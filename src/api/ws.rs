@@ -45,7 +45,7 @@ use crate::clock;
 use crate::durability::{journal::Watermark, JournalFailed, Seq};
 use crate::metrics::{self, Direction};
 use crate::routing::{
-    AgentStatus, Command, CommandError, ConversationId, OfferId, Reply, TransferTarget,
+    AgentId, AgentStatus, Command, CommandError, ConversationId, OfferId, Reply, TransferTarget,
 };
 use crate::store::ConversationRecord;
 use actix_http::ws::{CloseCode, CloseReason};
@@ -179,7 +179,7 @@ struct Conn {
     principal: Principal,
     handle: SessionHandle,
     /// The agent this session logged in as.
-    agent: Option<String>,
+    agent: Option<AgentId>,
     /// Replies held back until the router has answered and the journal
     /// record they depend on is durable (in request order; a reply that
     /// depends on nothing waits behind them).
@@ -495,7 +495,7 @@ impl Conn {
         let (reply, slot) = reply_slot::slot();
         // A mailbox that closes before the router takes it drops the
         // request, and the slot tells the session so (`Gone`).
-        self.hub.router().do_send(Quietly(msg, reply));
+        self.hub.send_to_router(Quietly(msg, reply));
         Handled::Routed(slot)
     }
 
@@ -523,15 +523,13 @@ impl Conn {
                 let by_agent = match self.principal.role {
                     Role::Agent => {
                         let me = self.me()?;
-                        if record.agent_id.as_deref() != Some(me.as_str())
-                            || m.from != Speaker::Agent
-                        {
+                        if record.agent_id.as_deref() != Some(&*me) || m.from != Speaker::Agent {
                             return Err(Refusal::new(
                                 codes::FORBIDDEN,
                                 format!("conversation {id} is not assigned to you"),
                             ));
                         }
-                        Some(me)
+                        Some(me.to_string())
                     }
                     _ => {
                         self.owns(&record)?;
@@ -589,7 +587,7 @@ impl Conn {
                     }
                 }
                 if let Some(current) = &self.agent {
-                    if *current != l.agent_id {
+                    if **current != *l.agent_id {
                         return Err(Refusal::new(
                             codes::INVALID_STATE,
                             format!(
@@ -613,7 +611,7 @@ impl Conn {
                     session: self.handle.clone(),
                 };
                 let seq = route(&self.hub, msg).await??;
-                self.agent = Some(l.agent_id);
+                self.agent = Some(l.agent_id.as_str().into());
                 Ok(Answer::Ack(None, Some(seq)).into())
             }
             ClientFrame::AgentStatus(s) => {
@@ -624,33 +622,24 @@ impl Conn {
                     WireStatus::Offline => AgentStatus::Offline,
                 };
                 // The router writes the status to the store (and the journal).
-                self.run(Command::AgentSetStatus {
-                    agent: agent.as_str().into(),
-                    status,
-                })
+                self.run(Command::AgentSetStatus { agent, status })
             }
             ClientFrame::AgentHeartbeat(_) => Ok(Answer::Ack(None, None).into()),
             ClientFrame::OfferAccept(o) => {
                 let agent = self.me()?;
                 let offer = parse_offer(&o.offer_id)?;
-                self.run(Command::Accept {
-                    agent: agent.as_str().into(),
-                    offer,
-                })
+                self.run(Command::Accept { agent, offer })
             }
             ClientFrame::OfferReject(o) => {
                 let agent = self.me()?;
                 let offer = parse_offer(&o.offer_id)?;
-                self.run(Command::Reject {
-                    agent: agent.as_str().into(),
-                    offer,
-                })
+                self.run(Command::Reject { agent, offer })
             }
             ClientFrame::ConversationComplete(c) => {
                 let agent = self.me()?;
                 let conversation = parse_conversation(&c.conversation_id)?;
                 self.run(Command::Complete {
-                    agent: agent.as_str().into(),
+                    agent,
                     conversation,
                 })
             }
@@ -668,7 +657,7 @@ impl Conn {
                     }
                 };
                 self.run(Command::Transfer {
-                    agent: agent.as_str().into(),
+                    agent,
                     conversation,
                     target,
                 })
@@ -690,7 +679,7 @@ impl Conn {
     }
 
     /// The agent this session is logged in as.
-    fn me(&self) -> Result<String, Refusal> {
+    fn me(&self) -> Result<AgentId, Refusal> {
         self.agent
             .clone()
             .ok_or_else(|| Refusal::new(codes::NOT_LOGGED_IN, "send agent.login first"))
@@ -742,9 +731,7 @@ impl Conn {
                 }
                 self.hub
                     .router()
-                    .do_send(RunCommand(Command::AgentDisconnected {
-                        agent: agent.as_str().into(),
-                    }));
+                    .do_send(RunCommand(Command::AgentDisconnected { agent }));
             }
         }
     }
