@@ -71,6 +71,10 @@ async fn capacity_is_per_channel() {
         .cloned()
         .expect("general/chat row");
     assert_eq!(row["depth"], 1, "{queues}");
+    // The two accepted chats count as answered, both within the target.
+    assert_eq!(row["answered"], 2, "{queues}");
+    assert_eq!(row["answered_within_target"], 2, "{queues}");
+    assert_eq!(row["service_level"], 1.0, "{queues}");
     // Completing one chat frees the slot and the waiting chat is offered.
     holder_c
         .ok(json!({"type": "conversation.complete", "conversation_id": first}))
