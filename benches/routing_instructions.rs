@@ -103,7 +103,16 @@ fn main() {
         }
     }
     println!(
-        "mode={mode} agents={n} decisions={iters} live={}",
-        w.engine.live_conversations()
+        "mode={mode} agents={n} decisions={iters} live={} peak_rss_kib={}",
+        w.engine.live_conversations(),
+        peak_rss_kib().map_or("?".into(), |k| k.to_string())
     );
+}
+
+/// The process's peak resident memory (Linux `VmHWM`): the size of the
+/// world the decisions were spread over, give or take the harness.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
