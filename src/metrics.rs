@@ -15,7 +15,8 @@
 //!   histogram.
 //! - [`observe_effect`] turns each routing-core [`Effect`] into KPI updates.
 //!   The other helpers ([`ws_message`], [`error`], [`decision_latency`] …)
-//!   cover the shell.
+//!   cover the shell. The series updated on every conversation and frame go
+//!   through [`Meters`], which looks their handles up once (`meters.rs`).
 //! - [`upkeep`] must run periodically (the server runs it every
 //!   `metrics.upkeep_interval_secs`): the recorder has no background task of
 //!   its own.

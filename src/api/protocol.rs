@@ -243,8 +243,8 @@ pub struct Request {
 /// Parses one text frame sent by a client with `role`. The caller has
 /// already checked the frame's size.
 ///
-/// A well-formed frame is read in one pass ([`parse_well_formed`]); anything
-/// that pass refuses is read again by [`parse_checked`], which names the
+/// A well-formed frame is read in one pass (`parse_well_formed`); anything
+/// that pass refuses is read again by `parse_checked`, which names the
 /// exact problem. Both give the same result for every frame the first one
 /// accepts (tested).
 pub fn parse_client_frame(text: &str, role: Role) -> Result<Request, ProtocolError> {
