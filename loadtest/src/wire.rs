@@ -5,7 +5,10 @@
 //! `type` is kept by name) because the load generator must report what the
 //! engine does, not fall over on an extension. No I/O here.
 
+use serde::de::IgnoredAny;
+use serde::Deserialize;
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// A frame received from the engine.
@@ -62,8 +65,114 @@ fn string(v: &Value, key: &str) -> Option<String> {
     }
 }
 
-/// Reads one text frame.
+/// Reads one text frame: in one pass over the fields it needs when it can
+/// (an offer's context, for one, is skipped rather than built), else
+/// through a `Value`, which reads any JSON alike.
 pub fn parse(text: &str) -> Incoming {
+    parse_fields(text).unwrap_or_else(|| parse_value(text))
+}
+
+/// A field the generator reads: a string, a number (kept as its text), or
+/// anything else (read as absent, as [`string`] does).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Lenient<'a> {
+    Text(#[serde(borrow)] Cow<'a, str>),
+    Number(serde_json::Number),
+    Other(IgnoredAny),
+}
+
+impl Lenient<'_> {
+    fn text(self) -> Option<String> {
+        match self {
+            Lenient::Text(s) => Some(s.into_owned()),
+            Lenient::Number(n) => Some(n.to_string()),
+            Lenient::Other(_) => None,
+        }
+    }
+
+    fn req_id(self) -> Option<u64> {
+        match self {
+            Lenient::Text(s) => s.parse().ok(),
+            Lenient::Number(n) => n.as_u64(),
+            Lenient::Other(_) => None,
+        }
+    }
+}
+
+/// The fields of every frame the generator acts on; the rest are skipped.
+#[derive(Deserialize)]
+struct Fields<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    req_id: Option<Lenient<'a>>,
+    #[serde(borrow)]
+    conversation_id: Option<Lenient<'a>>,
+    #[serde(borrow)]
+    offer_id: Option<Lenient<'a>>,
+    #[serde(borrow)]
+    customer_id: Option<Lenient<'a>>,
+    #[serde(borrow)]
+    channel: Option<Lenient<'a>>,
+    #[serde(borrow)]
+    agent_id: Option<Lenient<'a>>,
+    #[serde(borrow)]
+    code: Option<Lenient<'a>>,
+    #[serde(borrow)]
+    message: Option<Lenient<'a>>,
+    #[serde(borrow)]
+    status: Option<Lenient<'a>>,
+}
+
+/// [`parse`]'s one pass; `None` where it cannot read the frame (no string
+/// `type`, a repeated field, not JSON), which [`parse_value`] then judges.
+fn parse_fields(text: &str) -> Option<Incoming> {
+    let f: Fields = serde_json::from_str(text).ok()?;
+    let text = |v: Option<Lenient>| v.and_then(Lenient::text);
+    let req_id = |v: Option<Lenient>| v.and_then(Lenient::req_id);
+    Some(match f.kind?.as_ref() {
+        "ack" => Incoming::Ack {
+            req_id: req_id(f.req_id),
+            conversation_id: text(f.conversation_id),
+        },
+        "error" => Incoming::Error {
+            req_id: req_id(f.req_id),
+            code: text(f.code).unwrap_or_else(|| "unknown".into()),
+            message: text(f.message).unwrap_or_default(),
+        },
+        "offer" => match (text(f.offer_id), text(f.conversation_id), text(f.channel)) {
+            (Some(offer_id), Some(conversation_id), Some(channel)) => Incoming::Offer {
+                offer_id,
+                conversation_id,
+                customer_id: text(f.customer_id),
+                channel,
+            },
+            _ => Incoming::Malformed,
+        },
+        "conversation.assigned" => match text(f.conversation_id) {
+            Some(conversation_id) => Incoming::Assigned {
+                conversation_id,
+                agent_id: text(f.agent_id),
+                channel: text(f.channel),
+            },
+            None => Incoming::Malformed,
+        },
+        "conversation.sla" => Incoming::Sla,
+        "agent.status" => Incoming::StatusChanged {
+            status: text(f.status).unwrap_or_default(),
+        },
+        k if k.starts_with("offer.") => match text(f.offer_id) {
+            Some(offer_id) => Incoming::OfferEnded { offer_id },
+            None => Incoming::Other(k.to_string()),
+        },
+        k => Incoming::Other(k.to_string()),
+    })
+}
+
+/// [`parse`] through a `Value`: any JSON, read as [`parse_fields`] reads
+/// what it can.
+fn parse_value(text: &str) -> Incoming {
     let Ok(v) = serde_json::from_str::<Value>(text) else {
         return Incoming::Malformed;
     };
@@ -288,6 +397,52 @@ mod tests {
         assert_eq!(
             parse(r#"{"type":"offer","offer_id":"o-1"}"#),
             Incoming::Malformed
+        );
+    }
+
+    #[test]
+    fn the_one_pass_reader_agrees_with_the_value_reader() {
+        let frames = [
+            r#"{"type":"ack","req_id":7,"conversation_id":"c-12"}"#,
+            r#"{"type":"ack","req_id":"8","conversation_id":12}"#,
+            r#"{"type":"ack","req_id":-1,"conversation_id":null}"#,
+            r#"{"type":"ack","req_id":1.5,"conversation_id":{"a":1}}"#,
+            r#"{"type":"ack","req_id":"x","conversation_id":[1]}"#,
+            r#"{"type":"error","req_id":3,"code":"invalid_state","message":"n\"o\u00e9"}"#,
+            r#"{"type":"error"}"#,
+            r#"{"type":"offer","offer_id":"o-7","conversation_id":"c-12","customer_id":"lt-5","channel":"chat","priority":0,"waited_ms":3,"expires_in_ms":20000,"context":{"transcript":[{"from":"customer","text":"hi","at_ms":1,"channel":"chat"}],"attributes":{"vip":true},"previous_channels":[],"previous_agent_id":null,"customer_history":[]}}"#,
+            r#"{"type":"offer","offer_id":"o-7","conversation_id":"c-12","channel":true}"#,
+            r#"{"type":"offer","offer_id":"o-1"}"#,
+            r#"{"type":"offer.withdrawn","offer_id":"o-7"}"#,
+            r#"{"type":"offer.ended","offer_id":false}"#,
+            r#"{"type":"conversation.assigned","conversation_id":"c-1","agent_id":"a","channel":"chat"}"#,
+            r#"{"type":"conversation.assigned"}"#,
+            r#"{"type":"conversation.sla","level":"warning"}"#,
+            r#"{"type":"agent.status","status":"away","reason":"offer_expired"}"#,
+            r#"{"type":"agent.status","status":5}"#,
+            r#"{"type":"event","kind":"x","data":{"type":"ack"}}"#,
+            r#"{"type":"\u0061ck","req_id":2}"#,
+        ];
+        for text in frames {
+            let fast = parse_fields(text).unwrap_or_else(|| panic!("{text}: not read in one pass"));
+            assert_eq!(fast, parse_value(text), "{text}");
+        }
+        // What the one pass leaves to the Value reader, which reads it as before.
+        for text in [
+            "not json",
+            r#"{"req_id":1}"#,
+            r#"{"type":7}"#,
+            r#"{"type":"ack","req_id":1,"req_id":2}"#,
+            r#"[1,2]"#,
+        ] {
+            assert_eq!(parse_fields(text), None, "{text}");
+        }
+        assert_eq!(
+            parse(r#"{"type":"ack","req_id":1,"req_id":2}"#),
+            Incoming::Ack {
+                req_id: Some(2),
+                conversation_id: None
+            }
         );
     }
 
