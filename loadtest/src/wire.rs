@@ -83,15 +83,15 @@ enum Lenient<'a> {
 }
 
 impl Lenient<'_> {
-    fn text(self) -> Option<String> {
+    fn text(&self) -> Option<String> {
         match self {
-            Lenient::Text(s) => Some(s.into_owned()),
+            Lenient::Text(s) => Some(s.to_string()),
             Lenient::Number(n) => Some(n.to_string()),
             Lenient::Other(_) => None,
         }
     }
 
-    fn req_id(self) -> Option<u64> {
+    fn req_id(&self) -> Option<u64> {
         match self {
             Lenient::Text(s) => s.parse().ok(),
             Lenient::Number(n) => n.as_u64(),
@@ -101,27 +101,19 @@ impl Lenient<'_> {
 }
 
 /// The fields of every frame the generator acts on; the rest are skipped.
+/// (`type` borrows from the text, so the others may too.)
 #[derive(Deserialize)]
 struct Fields<'a> {
     #[serde(rename = "type", borrow)]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     req_id: Option<Lenient<'a>>,
-    #[serde(borrow)]
     conversation_id: Option<Lenient<'a>>,
-    #[serde(borrow)]
     offer_id: Option<Lenient<'a>>,
-    #[serde(borrow)]
     customer_id: Option<Lenient<'a>>,
-    #[serde(borrow)]
     channel: Option<Lenient<'a>>,
-    #[serde(borrow)]
     agent_id: Option<Lenient<'a>>,
-    #[serde(borrow)]
     code: Option<Lenient<'a>>,
-    #[serde(borrow)]
     message: Option<Lenient<'a>>,
-    #[serde(borrow)]
     status: Option<Lenient<'a>>,
 }
 
@@ -129,45 +121,22 @@ struct Fields<'a> {
 /// `type`, a repeated field, not JSON), which [`parse_value`] then judges.
 fn parse_fields(text: &str) -> Option<Incoming> {
     let f: Fields = serde_json::from_str(text).ok()?;
-    let text = |v: Option<Lenient>| v.and_then(Lenient::text);
-    let req_id = |v: Option<Lenient>| v.and_then(Lenient::req_id);
-    Some(match f.kind?.as_ref() {
-        "ack" => Incoming::Ack {
-            req_id: req_id(f.req_id),
-            conversation_id: text(f.conversation_id),
-        },
-        "error" => Incoming::Error {
-            req_id: req_id(f.req_id),
-            code: text(f.code).unwrap_or_else(|| "unknown".into()),
-            message: text(f.message).unwrap_or_default(),
-        },
-        "offer" => match (text(f.offer_id), text(f.conversation_id), text(f.channel)) {
-            (Some(offer_id), Some(conversation_id), Some(channel)) => Incoming::Offer {
-                offer_id,
-                conversation_id,
-                customer_id: text(f.customer_id),
-                channel,
-            },
-            _ => Incoming::Malformed,
-        },
-        "conversation.assigned" => match text(f.conversation_id) {
-            Some(conversation_id) => Incoming::Assigned {
-                conversation_id,
-                agent_id: text(f.agent_id),
-                channel: text(f.channel),
-            },
-            None => Incoming::Malformed,
-        },
-        "conversation.sla" => Incoming::Sla,
-        "agent.status" => Incoming::StatusChanged {
-            status: text(f.status).unwrap_or_default(),
-        },
-        k if k.starts_with("offer.") => match text(f.offer_id) {
-            Some(offer_id) => Incoming::OfferEnded { offer_id },
-            None => Incoming::Other(k.to_string()),
-        },
-        k => Incoming::Other(k.to_string()),
-    })
+    let field = |name: &str| {
+        let value = match name {
+            "conversation_id" => &f.conversation_id,
+            "offer_id" => &f.offer_id,
+            "customer_id" => &f.customer_id,
+            "channel" => &f.channel,
+            "agent_id" => &f.agent_id,
+            "code" => &f.code,
+            "message" => &f.message,
+            "status" => &f.status,
+            _ => &None,
+        };
+        value.as_ref().and_then(Lenient::text)
+    };
+    let req_id = f.req_id.as_ref().and_then(Lenient::req_id);
+    Some(incoming(f.kind.as_deref()?, req_id, field))
 }
 
 /// [`parse`] through a `Value`: any JSON, read as [`parse_fields`] reads
@@ -179,42 +148,48 @@ fn parse_value(text: &str) -> Incoming {
     let Some(kind) = v.get("type").and_then(Value::as_str) else {
         return Incoming::Malformed;
     };
+    incoming(kind, req_id(&v), |name| string(&v, name))
+}
+
+/// A frame of type `kind`, whichever reader read it: `field` gives a
+/// string field by name (a number as its text; absent otherwise).
+fn incoming(kind: &str, req_id: Option<u64>, field: impl Fn(&str) -> Option<String>) -> Incoming {
     match kind {
         "ack" => Incoming::Ack {
-            req_id: req_id(&v),
-            conversation_id: string(&v, "conversation_id"),
+            req_id,
+            conversation_id: field("conversation_id"),
         },
         "error" => Incoming::Error {
-            req_id: req_id(&v),
-            code: string(&v, "code").unwrap_or_else(|| "unknown".into()),
-            message: string(&v, "message").unwrap_or_default(),
+            req_id,
+            code: field("code").unwrap_or_else(|| "unknown".into()),
+            message: field("message").unwrap_or_default(),
         },
         "offer" => match (
-            string(&v, "offer_id"),
-            string(&v, "conversation_id"),
-            string(&v, "channel"),
+            field("offer_id"),
+            field("conversation_id"),
+            field("channel"),
         ) {
             (Some(offer_id), Some(conversation_id), Some(channel)) => Incoming::Offer {
                 offer_id,
                 conversation_id,
-                customer_id: string(&v, "customer_id"),
+                customer_id: field("customer_id"),
                 channel,
             },
             _ => Incoming::Malformed,
         },
-        "conversation.assigned" => match string(&v, "conversation_id") {
+        "conversation.assigned" => match field("conversation_id") {
             Some(conversation_id) => Incoming::Assigned {
                 conversation_id,
-                agent_id: string(&v, "agent_id"),
-                channel: string(&v, "channel"),
+                agent_id: field("agent_id"),
+                channel: field("channel"),
             },
             None => Incoming::Malformed,
         },
         "conversation.sla" => Incoming::Sla,
         "agent.status" => Incoming::StatusChanged {
-            status: string(&v, "status").unwrap_or_default(),
+            status: field("status").unwrap_or_default(),
         },
-        k if k.starts_with("offer.") => match string(&v, "offer_id") {
+        k if k.starts_with("offer.") => match field("offer_id") {
             Some(offer_id) => Incoming::OfferEnded { offer_id },
             None => Incoming::Other(k.to_string()),
         },
