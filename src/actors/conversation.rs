@@ -50,7 +50,11 @@ impl ConversationActor {
     }
 
     fn push_to_connector(&self, frame: &ServerFrame) {
-        let Some(owner) = self.hub.store.conversation(self.id).map(|r| r.owner) else {
+        let Some(owner) = self
+            .hub
+            .store
+            .read_conversation(self.id, |r| r.owner.clone())
+        else {
             return;
         };
         if let Some(session) = self.hub.connector_for(self.id, &owner) {
@@ -69,8 +73,8 @@ impl Actor for ConversationActor {
         let ended = self
             .hub
             .store
-            .conversation(self.id)
-            .is_none_or(|r| r.state == ConversationState::Ended);
+            .read_conversation(self.id, |r| r.state)
+            .is_none_or(|state| state == ConversationState::Ended);
         if ended {
             self.hub.conversation_stopped(self.id);
         }
@@ -127,8 +131,7 @@ impl ConversationActor {
             let mut sequencer = hub.recorder.lock();
             let channel = hub
                 .store
-                .conversation(self.id)
-                .map(|r| r.channel.to_string())
+                .read_conversation(self.id, |r| r.channel.to_string())
                 .ok_or(CommandError::UnknownConversation(self.id))?;
             let line = TranscriptLine {
                 from: msg.from,

@@ -661,10 +661,18 @@ mod tests {
         let (_, context) = store.offer_context(ConversationId(2)).expect("known");
         assert_eq!(context.customer_history.len(), 1);
         assert_eq!(context.transcript.len(), 0);
+        // A read in place decodes a packed record for the reader only.
+        let channel = |id| store.read_conversation(ConversationId(id), |r| r.channel.to_string());
+        assert_eq!(channel(2).as_deref(), Some("voice"));
+        assert_eq!(channel(4), None);
         // A write decodes the record for good.
         store.append_line(ConversationId(1), Speaker::Agent, "hi".into(), 6);
         let one = store.conversation(ConversationId(1)).expect("known");
         assert_eq!(one.transcript.len(), 2);
+        assert_eq!(
+            store.read_conversation(ConversationId(1), |r| r.transcript.len()),
+            Some(2)
+        );
         assert_eq!(one.attributes.to_map()["order"], 7);
         // Forgetting a packed one unlinks it from its customer.
         store.remove_conversation(ConversationId(2));

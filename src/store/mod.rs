@@ -375,6 +375,20 @@ impl Store {
         }
     }
 
+    /// `f` of one conversation, read in place (no copy of its transcript);
+    /// `None` if it is unknown.
+    pub fn read_conversation<R>(
+        &self,
+        id: ConversationId,
+        f: impl FnOnce(&ConversationRecord) -> R,
+    ) -> Option<R> {
+        let slot = self.conversations.get(&id)?;
+        match slot.value() {
+            Slot::Record(r) => Some(f(r)),
+            Slot::Packed(at) => self.unpack(id, *at).map(|r| f(&r)),
+        }
+    }
+
     /// Runs `f` on one conversation under its lock; `None` if it is unknown.
     pub fn update_conversation<R>(
         &self,
