@@ -269,14 +269,28 @@ struct WireFrame {
 /// valid for `role`, whatever the reason.
 fn parse_well_formed(text: &str, role: Role) -> Option<Request> {
     let WireFrame { req_id, frame } = serde_json::from_str(text).ok()?;
-    let req_id = match req_id {
-        None | Some(Value::Null) => None,
-        Some(v @ (Value::String(_) | Value::Number(_))) => Some(v),
-        Some(_) => return None,
-    };
-    let kind = frame.kind();
-    let (_, roles) = CLIENT_TYPES.iter().find(|(name, _)| *name == kind)?;
-    roles.contains(&role).then_some(Request { req_id, frame })
+    let req_id = echoed_req_id(req_id)?;
+    roles_of(frame.kind())?
+        .contains(&role)
+        .then_some(Request { req_id, frame })
+}
+
+/// The `req_id` to echo (none for `null` or absent); `None` when it is
+/// neither a string nor a number.
+fn echoed_req_id(req_id: Option<Value>) -> Option<Option<Value>> {
+    match req_id {
+        None | Some(Value::Null) => Some(None),
+        Some(v @ (Value::String(_) | Value::Number(_))) => Some(Some(v)),
+        Some(_) => None,
+    }
+}
+
+/// The roles that may send frames of type `kind`; `None` for an unknown type.
+fn roles_of(kind: &str) -> Option<&'static [Role]> {
+    CLIENT_TYPES
+        .iter()
+        .find(|(name, _)| *name == kind)
+        .map(|(_, roles)| *roles)
 }
 
 /// [`parse_client_frame`] step by step, so that a refusal says what is wrong.
@@ -295,16 +309,12 @@ fn parse_checked(text: &str, role: Role) -> Result<Request, ProtocolError> {
             "a frame must be a json object".into(),
         ));
     };
-    let req_id = match map.remove("req_id") {
-        None | Some(Value::Null) => None,
-        Some(v @ (Value::String(_) | Value::Number(_))) => Some(v),
-        Some(_) => {
-            return Err(err(
-                None,
-                codes::INVALID_FIELD,
-                "req_id must be a string or a number".into(),
-            ))
-        }
+    let Some(req_id) = echoed_req_id(map.remove("req_id")) else {
+        return Err(err(
+            None,
+            codes::INVALID_FIELD,
+            "req_id must be a string or a number".into(),
+        ));
     };
     let kind = match map.get("type") {
         Some(Value::String(s)) => s.clone(),
@@ -323,7 +333,7 @@ fn parse_checked(text: &str, role: Role) -> Result<Request, ProtocolError> {
             ))
         }
     };
-    let Some((_, roles)) = CLIENT_TYPES.iter().find(|(name, _)| *name == kind) else {
+    let Some(roles) = roles_of(&kind) else {
         return Err(err(
             req_id,
             codes::UNKNOWN_TYPE,

@@ -149,14 +149,9 @@ impl Meters {
     }
 }
 
-/// The handle registered for `name`: the callers pass the same literals
-/// the lists hold, so a pointer compare usually decides.
+/// The handle registered for `name`, if it is one of the listed ones.
 fn find<'a, T>(known: &'a [(&'static str, T)], name: &str) -> Option<&'a T> {
-    known
-        .iter()
-        .find(|(k, _)| std::ptr::eq(*k, name))
-        .or_else(|| known.iter().find(|(k, _)| *k == name))
-        .map(|(_, h)| h)
+    known.iter().find(|(k, _)| *k == name).map(|(_, h)| h)
 }
 
 #[cfg(test)]

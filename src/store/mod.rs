@@ -368,11 +368,7 @@ impl Store {
 
     /// A copy of one conversation.
     pub fn conversation(&self, id: ConversationId) -> Option<ConversationRecord> {
-        let slot = self.conversations.get(&id)?;
-        match slot.value() {
-            Slot::Record(r) => Some(ConversationRecord::clone(r)),
-            Slot::Packed(at) => self.unpack(id, *at),
-        }
+        self.read_conversation(id, ConversationRecord::clone)
     }
 
     /// `f` of one conversation, read in place (no copy of its transcript);
