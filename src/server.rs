@@ -15,7 +15,7 @@
 //! This module must never decide routing or handle frames itself.
 
 use crate::actors::router::Drain;
-use crate::actors::Hub;
+use crate::actors::{HeldNotices, Hub};
 use crate::api::auth::Authenticator;
 use crate::api::http::{self, AppState};
 use crate::api::upgrade::{self, UpgradeIo};
@@ -87,7 +87,7 @@ pub async fn start_with(config: AppConfig, options: StartOptions) -> anyhow::Res
         let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         anyhow::anyhow!("invalid routing settings: {}", list.join("; "))
     })?;
-    let (engine, store, recorder, replica) = restore_state(&config, &settings)?;
+    let (engine, store, recorder, notices, replica) = restore_state(&config, &settings)?;
     let service_level = ServiceLevelPolicy {
         short_abandon_ms: config.service_level.short_abandon_secs.as_ms(),
         count_abandoned: config.service_level.count_abandoned,
@@ -97,6 +97,7 @@ pub async fn start_with(config: AppConfig, options: StartOptions) -> anyhow::Res
         engine,
         Arc::new(store),
         Arc::new(recorder),
+        notices,
         arbiter.handle(),
         service_level,
         options.fault_injection,
@@ -202,7 +203,7 @@ struct ReplicaFeed {
 fn restore_state(
     config: &AppConfig,
     settings: &crate::routing::RoutingSettings,
-) -> anyhow::Result<(Engine, Store, Recorder, ReplicaFeed)> {
+) -> anyhow::Result<(Engine, Store, Recorder, Arc<HeldNotices>, ReplicaFeed)> {
     let dir = &config.snapshot.dir;
     prepare_data_dir(dir)?;
     let start = clock::instant();
@@ -219,8 +220,10 @@ fn restore_state(
         timings,
     } = restored;
     let (to_replica, records) = crossbeam_channel::unbounded();
-    let (recorder, journal) = match config.snapshot.durability {
+    let (recorder, journal, notices) = match config.snapshot.durability {
         Durability::Journal => {
+            let notices = Arc::new(HeldNotices::journaled(last_seq));
+            let released = Arc::clone(&notices);
             // The thread ends when its senders (recorder, replica) are dropped.
             let journal = durability::journal::spawn_writer(
                 dir,
@@ -229,6 +232,7 @@ fn restore_state(
                 durability::journal::WriterOptions {
                     nice: config.snapshot.thread_nice,
                     commit_window: config.snapshot.commit_window_secs.as_duration(),
+                    on_commit: Some(Arc::new(move |mark| released.durable(mark))),
                 },
             )
             .with_context(|| format!("starting the journal in {}", dir.display()))?;
@@ -236,9 +240,14 @@ fn restore_state(
             (
                 Recorder::journaled(last_seq, journal.tx, journal.watermark),
                 Some(tx),
+                notices,
             )
         }
-        Durability::Snapshot => (Recorder::unjournaled(last_seq, Some(to_replica)), None),
+        Durability::Snapshot => (
+            Recorder::unjournaled(last_seq, Some(to_replica)),
+            None,
+            Arc::new(HeldNotices::unjournaled()),
+        ),
     };
     let offline = {
         let mut sequencer = recorder.lock();
@@ -272,7 +281,7 @@ fn restore_state(
         journal,
         until: last_seq,
     };
-    Ok((engine, store, recorder, feed))
+    Ok((engine, store, recorder, notices, feed))
 }
 
 /// Creates the data directory and proves it is writable.

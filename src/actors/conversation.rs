@@ -5,7 +5,9 @@
 //! lines to the assigned agent's desktop, agent lines to the connector that
 //! opened it), tells the router about the agent's first message (first-response
 //! SLA), and forwards the router's notices (`conversation.assigned`,
-//! `conversation.sla`, …) to the connector. It stops when the conversation ends.
+//! `conversation.sla`, …) to the connector. What it tells the connector
+//! leaves once the change is durable ([`super::notices`]). It stops when the
+//! conversation ends.
 //!
 //! All its state is in the store, so supervision can rebuild it at any time.
 //! It must never change routing state itself (that is the router's job) and
@@ -33,10 +35,12 @@ pub struct PostLine {
     pub by_agent: Option<String>,
 }
 
-/// A frame the router wants the conversation's connector to see.
+/// A frame the router wants the conversation's connector to see, and the
+/// journal record of the change it reports (it waits for that record: see
+/// [`super::notices`]).
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
-pub struct ConversationNotice(pub ServerFrame);
+pub struct ConversationNotice(pub ServerFrame, pub Seq);
 
 /// The actor. See the module docs.
 pub struct ConversationActor {
@@ -49,7 +53,9 @@ impl ConversationActor {
         ConversationActor { hub, id }
     }
 
-    fn push_to_connector(&self, frame: &ServerFrame) {
+    /// Hands `frame`, which reports record `seq`, to the connector once the
+    /// record is durable.
+    fn push_to_connector(&self, frame: &ServerFrame, seq: Seq) {
         let Some(owner) = self
             .hub
             .store
@@ -58,7 +64,7 @@ impl ConversationActor {
             return;
         };
         if let Some(session) = self.hub.connector_for(self.id, &owner) {
-            session.push(frame);
+            self.hub.notices.push(session, seq, frame);
         }
     }
 }
@@ -155,7 +161,7 @@ impl ConversationActor {
             channel: line.channel,
         };
         if msg.by_agent.is_some() {
-            self.push_to_connector(&frame);
+            self.push_to_connector(&frame, seq);
         } else if let Some(agent) = record.agent_id.as_deref().and_then(|a| hub.agent(a)) {
             agent.do_send(DeliverFrame(frame));
         }
@@ -174,7 +180,7 @@ impl Handler<ConversationNotice> for ConversationActor {
     type Result = ();
 
     fn handle(&mut self, msg: ConversationNotice, ctx: &mut Context<Self>) {
-        self.push_to_connector(&msg.0);
+        self.push_to_connector(&msg.0, msg.1);
         if matches!(msg.0, ServerFrame::ConversationEnded { .. }) {
             ctx.stop();
         }

@@ -23,6 +23,7 @@
 
 use super::agent::AgentActor;
 use super::conversation::ConversationActor;
+use super::notices::HeldNotices;
 use super::outbox::{Outbox, Pushed, SLOW_CONSUMER_CODE};
 use super::router::RouterActor;
 use crate::api::protocol::{Role, ServerFrame};
@@ -114,6 +115,8 @@ pub struct Hub {
     pub meters: Arc<Meters>,
     /// The sequencer every state change goes through (see `crate::durability`).
     pub recorder: Arc<Recorder>,
+    /// Connectors' notices waiting for the journal (see [`HeldNotices`]).
+    pub notices: Arc<HeldNotices>,
     /// The snapshot thread, once started.
     snapshots: OnceLock<SnapshotReplica>,
     engine: Arc<Mutex<Engine>>,
@@ -148,6 +151,7 @@ impl Hub {
         engine: Engine,
         store: Arc<Store>,
         recorder: Arc<Recorder>,
+        notices: Arc<HeldNotices>,
         arbiter: ArbiterHandle,
         service_level: metrics::ServiceLevelPolicy,
         fault_injection: bool,
@@ -158,6 +162,7 @@ impl Hub {
             store,
             service_level,
             recorder,
+            notices,
             snapshots: OnceLock::new(),
             engine: Arc::new(Mutex::new(engine)),
             arbiter,

@@ -7,6 +7,8 @@
 //!   session, offers with context, presence pushes).
 //! - [`hub`]: the registry of addresses and sessions, and supervision.
 //! - [`outbox`]: a session's queue of outbound frames and its close reason.
+//! - [`notices`]: connectors' notices, held until the change they report is
+//!   durable.
 //! - [`reply_slot`]: where the router leaves a session's reply, waking it
 //!   only when the journal's watermark will not.
 //!
@@ -18,9 +20,11 @@
 pub mod agent;
 pub mod conversation;
 pub mod hub;
+pub mod notices;
 pub mod outbox;
 pub mod reply_slot;
 pub mod router;
 
 pub use hub::{Hub, InjectPanic, SessionHandle};
+pub use notices::HeldNotices;
 pub use outbox::Outbox;

@@ -7,8 +7,9 @@
 //! effects to the store (`crate::store::apply_effect`, the same function the
 //! journal replay uses) and queues the journal record — it never waits for the
 //! fsync; the session does, before its `ack`. Then, with every lock released,
-//! each effect is handed to the agent or conversation actor it concerns,
-//! turned into an `event` frame for subscribed supervisors and into metrics. Finally ONE timer is re-armed at
+//! each effect is handed to the agent or conversation actor it concerns (a
+//! connector's notice carries its record's sequence number and waits until
+//! that record is durable: [`super::notices`]), turned into an `event` frame for subscribed supervisors and into metrics. Finally ONE timer is re-armed at
 //! `poll_timeout()` (a spurious wake is harmless: `handle_timeout(now)`).
 //!
 //! The router writes the routing facts (state, agent, queue, channel history,
@@ -194,6 +195,7 @@ impl RouterActor {
         now: Millis,
         effects: Vec<(Effect, Option<Released>)>,
         next: Option<Millis>,
+        seq: Seq,
     ) {
         // Event frames are built only for subscribed supervisors: a frame
         // costs a map and a string per field.
@@ -205,7 +207,7 @@ impl RouterActor {
                 &self.hub.settings,
                 &self.hub.service_level,
             );
-            self.notify(now, &effect, released);
+            self.notify(now, &effect, released, seq);
             if watched {
                 let (kind, data) = event_of(&effect, &self.hub.settings);
                 self.hub.broadcast(&ServerFrame::Event {
@@ -249,13 +251,14 @@ impl RouterActor {
             .meters
             .decision_latency("timeout", clock::elapsed_secs(start));
         let effects = self.write_effects(now, effects);
-        sequencer.record(Record::Timeout { now });
+        let seq = sequencer.record(Record::Timeout { now });
         drop(sequencer);
-        self.finish(ctx, now, effects, next);
+        self.finish(ctx, now, effects, next, seq);
     }
 
-    /// Tells the actors one effect concerns (its store writes are done).
-    fn notify(&self, now: Millis, effect: &Effect, released: Option<Released>) {
+    /// Tells the actors one effect of record `seq` concerns (its store
+    /// writes are done).
+    fn notify(&self, now: Millis, effect: &Effect, released: Option<Released>, seq: Seq) {
         let hub = &self.hub;
         let settings = &hub.settings;
         if let Some(r) = released {
@@ -323,6 +326,7 @@ impl RouterActor {
                 );
                 self.notice(
                     *conversation,
+                    seq,
                     ServerFrame::ConversationAssigned {
                         conversation_id: conversation.to_string(),
                         agent_id: agent.to_string(),
@@ -350,6 +354,7 @@ impl RouterActor {
             } => {
                 self.notice(
                     *conversation,
+                    seq,
                     ServerFrame::ConversationRequeued {
                         conversation_id: conversation.to_string(),
                         channel: settings.channels[channel.0 as usize].name.clone(),
@@ -368,6 +373,7 @@ impl RouterActor {
             } => {
                 self.notice(
                     *conversation,
+                    seq,
                     ServerFrame::ConversationSla {
                         conversation_id: conversation.to_string(),
                         level: sla_level(*level),
@@ -384,6 +390,7 @@ impl RouterActor {
             } => {
                 self.notice(
                     *conversation,
+                    seq,
                     ServerFrame::ConversationEnded {
                         conversation_id: conversation.to_string(),
                         outcome: store::outcome_str(*outcome),
@@ -398,10 +405,11 @@ impl RouterActor {
         }
     }
 
-    /// Hands a frame for the connector to the conversation's actor.
-    fn notice(&self, conversation: ConversationId, frame: ServerFrame) {
+    /// Hands a frame for the connector, reporting record `seq`, to the
+    /// conversation's actor.
+    fn notice(&self, conversation: ConversationId, seq: Seq, frame: ServerFrame) {
         if let Some(addr) = self.hub.conversation(conversation) {
-            addr.do_send(ConversationNotice(frame));
+            addr.do_send(ConversationNotice(frame, seq));
         }
     }
 }
@@ -577,7 +585,7 @@ impl Handler<RunCommand> for RouterActor {
     fn handle(&mut self, msg: RunCommand, ctx: &mut Context<Self>) -> Self::Result {
         let now = clock::now_ms();
         let step = self.call(now, msg.0, |_| Vec::new());
-        self.finish(ctx, now, step.effects, step.next);
+        self.finish(ctx, now, step.effects, step.next, step.seq);
         step.result.map(|value| Sequenced {
             value,
             seq: step.seq,
@@ -649,7 +657,7 @@ impl Handler<OpenConversation> for RouterActor {
             }),
             Err(e) => Err(e),
         };
-        self.finish(ctx, now, step.effects, step.next);
+        self.finish(ctx, now, step.effects, step.next, step.seq);
         opened
     }
 }
@@ -715,7 +723,7 @@ impl Handler<LoginAgent> for RouterActor {
                 addr.do_send(AttachSession(msg.session));
             }
         }
-        self.finish(ctx, now, step.effects, step.next);
+        self.finish(ctx, now, step.effects, step.next, step.seq);
         step.result.map(|_| step.seq)
     }
 }

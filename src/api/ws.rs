@@ -234,6 +234,11 @@ async fn run_session(
                 if let Some(why) = outbox.reason() {
                     break Some(reason(CloseCode::Policy, why));
                 }
+                // A commit releases held notices (pushed here) and held
+                // replies (watched here) at once: both leave in this write.
+                if !conn.pending.is_empty() {
+                    conn.release();
+                }
                 // Whatever is queued leaves in one write.
                 outbox.drain(FRAMES_PER_WRITE, |text| ws.queue_text(text));
                 if let Err(close) = flush_bounded(&mut ws, &outbox, limits.client_timeout).await {

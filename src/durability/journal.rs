@@ -387,13 +387,30 @@ pub struct JournalWriter {
 }
 
 /// How the journal thread runs.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct WriterOptions {
     /// Nice value of the thread (see [`super::priority`]).
     pub nice: i32,
     /// The shortest time from the start of one commit to the start of the
     /// next (zero: commit as soon as the previous one is done).
     pub commit_window: Duration,
+    /// Called on the journal thread after each commit, once the watermark
+    /// is published (the server releases connectors' held notices with it).
+    /// It must not block.
+    pub on_commit: Option<OnCommit>,
+}
+
+/// See [`WriterOptions::on_commit`].
+pub type OnCommit = Arc<dyn Fn(Watermark) + Send + Sync>;
+
+impl std::fmt::Debug for WriterOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterOptions")
+            .field("nice", &self.nice)
+            .field("commit_window", &self.commit_window)
+            .field("on_commit", &self.on_commit.is_some())
+            .finish()
+    }
 }
 
 /// Starts the group-commit thread; the first record it gets must be `first`
@@ -423,14 +440,7 @@ pub fn spawn_writer(
         .name("journal".into())
         .spawn(move || {
             super::priority::set_this_thread_nice(options.nice);
-            run_writer(
-                &mut seg,
-                rx,
-                mark_tx,
-                forward,
-                options.commit_window,
-                &counted,
-            )
+            run_writer(&mut seg, rx, mark_tx, forward, &options, &counted)
         })
         .map_err(io("starting the journal thread for", Path::new("journal")))?;
     Ok(JournalWriter {
@@ -446,9 +456,10 @@ fn run_writer(
     rx: Receiver<JournalMsg>,
     mark: watch::Sender<Watermark>,
     forward: Option<Sender<(Seq, Record)>>,
-    window: Duration,
+    options: &WriterOptions,
     commits: &AtomicU64,
 ) {
+    let window = options.commit_window;
     let mut failed = false;
     let mut durable = mark.borrow().seq;
     let mut batch: Vec<(Seq, Record)> = Vec::new();
@@ -500,10 +511,14 @@ fn run_writer(
                 failed = true;
             }
         }
-        mark.send_replace(Watermark {
+        let published = Watermark {
             seq: durable,
             failed,
-        });
+        };
+        mark.send_replace(published);
+        if let Some(on_commit) = &options.on_commit {
+            on_commit(published);
+        }
         for reply in syncs {
             let _ = reply.send(());
         }

@@ -198,10 +198,28 @@ struct Acked {
     assigned: BTreeMap<u64, String>,
     /// Conversations whose abandon was acked.
     ended: std::collections::BTreeSet<u64>,
+    /// Conversation id → agent, from the `conversation.assigned` notices the
+    /// connector was sent: it acts on them (bridges the customer), so they
+    /// must survive a crash as acks do.
+    heard_assigned: BTreeMap<u64, String>,
 }
 
 fn num(id: &str) -> u64 {
     id.trim_start_matches("c-").parse().expect("c-<n>")
+}
+
+/// Takes the `conversation.assigned` notices the connector has read so far.
+fn take_notices(c: &mut Ws, acked: &Mutex<Acked>) {
+    let mut acked = acked.lock().expect("lock");
+    c.seen.retain(|f| {
+        if f["type"] != "conversation.assigned" {
+            return true;
+        }
+        if let (Some(id), Some(agent)) = (f["conversation_id"].as_str(), f["agent_id"].as_str()) {
+            acked.heard_assigned.insert(num(id), agent.to_string());
+        }
+        false
+    });
 }
 
 /// Opens conversations with two transcript lines each and abandons four of
@@ -217,6 +235,7 @@ async fn connector_traffic(addr: SocketAddr, run: usize, acked: Arc<Mutex<Acked>
         let Some(ack) = c.ack(frame).await else {
             return;
         };
+        take_notices(&mut c, &acked);
         let id = ack["conversation_id"].as_str().expect("id").to_string();
         acked
             .lock()
@@ -229,6 +248,7 @@ async fn connector_traffic(addr: SocketAddr, run: usize, acked: Arc<Mutex<Acked>
             if c.ack(frame).await.is_none() {
                 return;
             }
+            take_notices(&mut c, &acked);
             acked
                 .lock()
                 .expect("lock")
@@ -239,7 +259,9 @@ async fn connector_traffic(addr: SocketAddr, run: usize, acked: Arc<Mutex<Acked>
         }
         if n % 5 != 0 {
             let frame = json!({"type": "conversation.abandon", "conversation_id": id});
-            match c.request(frame).await {
+            let reply = c.request(frame).await;
+            take_notices(&mut c, &acked);
+            match reply {
                 None => return,
                 Some(reply) if reply["type"] == "ack" => {
                     acked.lock().expect("lock").ended.insert(num(&id));
@@ -333,6 +355,15 @@ async fn verify(server: &Server, acked: &Acked, run: usize) {
                 waiting.push(*id);
             }
         }
+    }
+    for (id, agent) in &acked.heard_assigned {
+        let (status, c) = server.get(&format!("/v1/conversations/c-{id}")).await;
+        assert_eq!(status, 200, "run {run}: c-{id} was notified assigned: {c}");
+        assert_eq!(
+            c["state"], "assigned",
+            "run {run}: the connector was told c-{id} is assigned to {agent}: {c}"
+        );
+        assert_eq!(c["agent_id"], agent.as_str(), "run {run}: c-{id}: {c}");
     }
     let (status, agents) = server.get("/v1/agents").await;
     assert_eq!(status, 200);
@@ -429,11 +460,12 @@ async fn sigkill_under_traffic_loses_nothing_that_was_acknowledged() {
         {
             let a = acked.lock().expect("lock");
             println!(
-                "run {run}: killed after {kill_after} ms; acked so far: {} opens, {} lines, {} accepts, {} abandons",
+                "run {run}: killed after {kill_after} ms; acked so far: {} opens, {} lines, {} accepts, {} abandons; {} assignments notified",
                 a.opened.len(),
                 a.lines.values().map(Vec::len).sum::<usize>(),
                 a.assigned.len(),
-                a.ended.len()
+                a.ended.len(),
+                a.heard_assigned.len()
             );
         }
         server = Server::start(dir.path(), &config, run + 1);
@@ -472,6 +504,65 @@ async fn sigkill_under_traffic_loses_nothing_that_was_acknowledged() {
     );
     let all = acked.lock().expect("lock").clone();
     verify(&again, &all, 99).await;
+}
+
+/// A connector acts on `conversation.assigned` (it bridges the customer to
+/// the agent), so what it was told must survive a crash as an ack does: the
+/// server is SIGKILLed the moment the notice arrives, before the agent's
+/// accept is acknowledged, and the restarted server must agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_connector_was_told_survives_a_sigkill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(&config, base_config(&data)).expect("config");
+    let mut server = Server::start_with(dir.path(), &config, 0, "3600");
+    server.ready().await;
+    for round in 0..5 {
+        let mut gw = Ws::connect(server.addr, CONNECTOR).await.expect("connect");
+        let mut desk = Ws::connect(server.addr, AGENT).await.expect("connect");
+        let agent = format!("told-{round}");
+        let login = json!({"type": "agent.login", "agent_id": agent, "skills": {}, "capacity": {"chat": 1}});
+        desk.ack(login).await.expect("login");
+        let open = json!({"type": "conversation.open", "customer_id": format!("cust-{round}"), "channel": "chat"});
+        let id = gw.ack(open).await.expect("open")["conversation_id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        let offer = desk
+            .next_where(
+                |f| f["type"] == "offer" && f["conversation_id"] == id.as_str(),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("offer");
+        // The accept's ack waits for the journal; the kill must not.
+        let accept =
+            json!({"type": "offer.accept", "offer_id": offer["offer_id"], "req_id": 1_000});
+        desk.ws
+            .send(Message::text(accept.to_string()))
+            .await
+            .expect("send accept");
+        let told = gw
+            .next_where(
+                |f| f["type"] == "conversation.assigned" && f["conversation_id"] == id.as_str(),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("the connector is told of the assignment");
+        server.sigkill();
+        assert_eq!(told["agent_id"], agent.as_str());
+
+        server = Server::start_with(dir.path(), &config, round + 1, "3600");
+        server.ready().await;
+        let (status, c) = server.get(&format!("/v1/conversations/{id}")).await;
+        assert_eq!(status, 200, "round {round}: {id}: {c}");
+        assert_eq!(
+            c["state"], "assigned",
+            "round {round}: the connector was told {id} is assigned to {agent}; after the crash: {c}"
+        );
+        assert_eq!(c["agent_id"], agent.as_str(), "round {round}: {c}");
+    }
 }
 
 /// `durability = "snapshot"`: acks are immediate and a crash keeps what the

@@ -2,6 +2,7 @@
 
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use switchboard::config::AppConfig;
 use switchboard::durability::journal::{self, JournalMsg, WriterOptions};
 use switchboard::durability::snapshot::{self, SnapshotError};
@@ -647,7 +648,22 @@ fn a_journal_that_cannot_be_written_says_so_and_publishes_nothing_more() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     std::fs::create_dir(&data).expect("dir");
-    let writer = journal::spawn_writer(&data, 1, None, WriterOptions::default()).expect("journal");
+    // The commit hook (which releases connectors' notices) sees each
+    // watermark the journal publishes, the failure included.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let hook = Arc::clone(&seen);
+    let options = WriterOptions {
+        on_commit: Some(Arc::new(move |mark| hook.lock().expect("lock").push(mark))),
+        ..WriterOptions::default()
+    };
+    let writer = journal::spawn_writer(&data, 1, None, options).expect("journal");
+    let last_seen = || {
+        *seen
+            .lock()
+            .expect("lock")
+            .last()
+            .expect("a commit was seen")
+    };
     let sync = || {
         let (tx, rx) = crossbeam_channel::bounded(1);
         writer.tx.send(JournalMsg::Sync(tx)).expect("send");
@@ -665,6 +681,7 @@ fn a_journal_that_cannot_be_written_says_so_and_publishes_nothing_more() {
             failed: false
         }
     );
+    assert_eq!(last_seen(), *writer.watermark.borrow());
     // The next record needs a new segment in a directory that is gone.
     writer.tx.send(JournalMsg::Rotate).expect("send");
     std::fs::remove_dir_all(&data).expect("remove");
@@ -680,6 +697,7 @@ fn a_journal_that_cannot_be_written_says_so_and_publishes_nothing_more() {
             failed: true
         }
     );
+    assert_eq!(last_seen(), *writer.watermark.borrow());
     let recorder = Recorder::journaled(2, writer.tx.clone(), writer.watermark.clone());
     assert!(recorder.is_durable(1).expect("1 is durable"));
     assert!(recorder.is_durable(2).is_err(), "2 never will be");
@@ -696,6 +714,7 @@ fn commits_for_a_steady_stream(window: std::time::Duration) -> u64 {
         WriterOptions {
             nice: 0,
             commit_window: window,
+            ..WriterOptions::default()
         },
     )
     .expect("journal");
