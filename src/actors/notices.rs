@@ -126,6 +126,13 @@ impl HeldNotices {
         }
     }
 
+    /// Whether every notice of records up to `seq` has reached its outbox
+    /// (a session that closes waits for it).
+    pub fn released(&self, seq: Seq) -> bool {
+        let state = self.state();
+        state.durable >= seq && !state.releasing && state.held.iter().all(|n| n.seq > seq)
+    }
+
     /// Notices waiting for the journal.
     #[cfg(test)]
     fn held(&self) -> usize {
@@ -191,12 +198,17 @@ mod tests {
         notices.push(gw.clone(), 11, &notice(2));
         notices.push(gw, 12, &notice(3));
         assert!(sent(&outbox).is_empty());
+        assert!(notices.released(10));
+        assert!(!notices.released(11));
         notices.durable(mark(11));
         assert_eq!(sent(&outbox), ["c-2"]);
         assert_eq!(notices.held(), 1);
+        assert!(notices.released(11));
+        assert!(!notices.released(12));
         notices.durable(mark(12));
         assert_eq!(sent(&outbox), ["c-3"]);
         assert_eq!(notices.held(), 0);
+        assert!(notices.released(12));
     }
 
     #[test]
@@ -212,6 +224,7 @@ mod tests {
         notices.durable(mark(7));
         assert!(sent(&outbox).is_empty());
         assert!(sent(&other_box).is_empty());
+        assert!(!notices.released(5), "record 5's notice is still held");
         notices.durable(mark(8));
         assert_eq!(sent(&outbox), ["c-1", "c-3"]);
         assert_eq!(sent(&other_box), ["c-2"]);

@@ -409,24 +409,31 @@ impl Conn {
         }
     }
 
-    /// At shutdown: lets the replies already owed leave, for at most
-    /// `limit` (the router and the journal run until every session has
-    /// closed, so what a client was told is applied is also acked).
+    /// At shutdown: lets the replies already owed leave, and the notices of
+    /// every change made so far, for at most `limit` (the router and the
+    /// journal run until every session has closed, so what a client was told
+    /// is applied is also acked).
     async fn drain_held(
         &mut self,
         durable: &mut Option<watch::Receiver<Watermark>>,
         limit: Duration,
     ) {
+        let made = self.hub.recorder.last_seq();
         let _ = tokio::time::timeout(limit, async {
             loop {
                 self.release();
                 if self.pending.is_empty() {
-                    return;
+                    break;
                 }
                 tokio::select! {
                     _ = durable_changed(durable) => {}
                     _ = front_filled(&self.pending) => {}
                 }
+            }
+            // The journal thread hands notices over just after it publishes
+            // the watermark; a shutdown can afford to poll for them.
+            while !self.hub.notices.released(made) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
         })
         .await;

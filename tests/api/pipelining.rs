@@ -180,3 +180,38 @@ async fn a_shutdown_sends_the_replies_already_owed_before_it_closes() {
         desk.backlog()
     );
 }
+
+#[actix_web::test]
+async fn a_shutdown_sends_the_connectors_notices_already_owed_before_it_closes() {
+    // A 100 ms commit window: the accept made just before the stop is not
+    // durable yet, so its `conversation.assigned` is still held for the
+    // connector, which has no reply of its own waiting.
+    let app = spawn_app_with("commit_window_secs = 0.1\n").await;
+    let mut desk = agent(&app, "ann", json!({}), json!({"chat": 1})).await;
+    let mut gw = app.client(CONNECTOR).await;
+    let id = open(&mut gw, "cust-1", "chat", json!({})).await;
+    let offer = offer_of(&mut desk, &id).await;
+    desk.send(json!({"type": "offer.accept", "offer_id": offer["offer_id"], "req_id": "accept"}))
+        .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, c) = app
+            .get(&format!("/v1/conversations/{id}"), Some(SUPERVISOR))
+            .await;
+        if c["state"] == "assigned" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{c}");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    app.stop().await;
+    let close = gw.expect_close().await.expect("a close frame");
+    assert_eq!(close.reason.as_str(), "shutdown");
+    assert!(
+        gw.backlog()
+            .iter()
+            .any(|f| f["type"] == "conversation.assigned" && f["conversation_id"] == id.as_str()),
+        "the held notice must leave before the close; got {:?}",
+        gw.backlog()
+    );
+}
