@@ -4,7 +4,9 @@
 //! the agent's offers and conversations, and pushes to the desktop: offers
 //! with their full `context` (read from the store at push time), withdrawn
 //! offers, presence changes the agent did not ask for (`agent.status`, e.g.
-//! away after an offer timed out) and relayed customer messages.
+//! away after an offer timed out) and relayed customer messages. A frame
+//! that reports a change leaves once the change is durable; an offer leaves
+//! at once, behind any such frame ([`super::notices`]).
 //!
 //! Its view is rebuilt from the store and the hub's session table when
 //! supervision restarts it. It must never change routing state (the router
@@ -13,6 +15,7 @@
 
 use super::hub::{Hub, InjectPanic, SessionHandle};
 use crate::api::protocol::ServerFrame;
+use crate::durability::Seq;
 use crate::routing::{ConversationId, OfferId};
 use actix::{Actor, Context, Handler, Message};
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,13 +44,14 @@ pub struct PushOffer {
     pub expires_in_ms: u64,
 }
 
-/// An offer ended without acceptance.
+/// An offer ended without acceptance (journal record `seq`).
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub struct OfferWithdrawn {
     pub offer: OfferId,
     pub conversation: ConversationId,
     pub reason: &'static str,
+    pub seq: Seq,
 }
 
 /// The agent accepted a conversation.
@@ -65,6 +69,8 @@ pub struct ConversationReleased {
     pub reason: &'static str,
     /// The conversation ended for good (the desktop gets `conversation.ended`).
     pub ended: bool,
+    /// The journal record of the change.
+    pub seq: Seq,
 }
 
 /// The core changed the agent's presence.
@@ -73,12 +79,14 @@ pub struct ConversationReleased {
 pub struct AgentStatusPushed {
     pub status: &'static str,
     pub reason: &'static str,
+    /// The journal record of the change.
+    pub seq: Seq,
 }
 
-/// Delivers a frame (a relayed message) to the desktop.
+/// Delivers a frame (a relayed message, journal record `.1`) to the desktop.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
-pub struct DeliverFrame(pub ServerFrame);
+pub struct DeliverFrame(pub ServerFrame, pub Seq);
 
 /// The actor. See the module docs.
 pub struct AgentActor {
@@ -120,9 +128,10 @@ impl AgentActor {
         }
     }
 
-    fn push(&self, frame: &ServerFrame) {
+    /// Pushes a frame that reports record `seq` once it is durable.
+    fn push(&self, frame: &ServerFrame, seq: Seq) {
         if let Some(session) = &self.session {
-            session.push(frame);
+            self.hub.notices.push(session, seq, frame);
         }
     }
 }
@@ -162,7 +171,12 @@ impl Handler<PushOffer> for AgentActor {
             return;
         };
         self.offers.insert(msg.offer, msg.conversation);
-        self.push(&ServerFrame::Offer {
+        let Some(session) = &self.session else {
+            return;
+        };
+        // An offer does not wait for the disk, only for the frames held
+        // before it (see `super::notices`).
+        session.push_in_order(&ServerFrame::Offer {
             offer_id: msg.offer.to_string(),
             conversation_id: msg.conversation.to_string(),
             customer_id: record.customer_id.to_string(),
@@ -181,11 +195,14 @@ impl Handler<OfferWithdrawn> for AgentActor {
 
     fn handle(&mut self, msg: OfferWithdrawn, _: &mut Context<Self>) {
         self.offers.remove(&msg.offer);
-        self.push(&ServerFrame::OfferEnded {
-            offer_id: msg.offer.to_string(),
-            conversation_id: msg.conversation.to_string(),
-            reason: msg.reason,
-        });
+        self.push(
+            &ServerFrame::OfferEnded {
+                offer_id: msg.offer.to_string(),
+                conversation_id: msg.conversation.to_string(),
+                reason: msg.reason,
+            },
+            msg.seq,
+        );
     }
 }
 
@@ -204,10 +221,13 @@ impl Handler<ConversationReleased> for AgentActor {
     fn handle(&mut self, msg: ConversationReleased, _: &mut Context<Self>) {
         self.conversations.remove(&msg.conversation);
         if msg.ended {
-            self.push(&ServerFrame::ConversationEnded {
-                conversation_id: msg.conversation.to_string(),
-                outcome: msg.reason,
-            });
+            self.push(
+                &ServerFrame::ConversationEnded {
+                    conversation_id: msg.conversation.to_string(),
+                    outcome: msg.reason,
+                },
+                msg.seq,
+            );
         }
     }
 }
@@ -216,11 +236,14 @@ impl Handler<AgentStatusPushed> for AgentActor {
     type Result = ();
 
     fn handle(&mut self, msg: AgentStatusPushed, _: &mut Context<Self>) {
-        self.push(&ServerFrame::AgentStatus {
-            agent_id: self.id.clone(),
-            status: msg.status,
-            reason: msg.reason,
-        });
+        self.push(
+            &ServerFrame::AgentStatus {
+                agent_id: self.id.clone(),
+                status: msg.status,
+                reason: msg.reason,
+            },
+            msg.seq,
+        );
     }
 }
 
@@ -228,7 +251,7 @@ impl Handler<DeliverFrame> for AgentActor {
     type Result = ();
 
     fn handle(&mut self, msg: DeliverFrame, _: &mut Context<Self>) {
-        self.push(&msg.0);
+        self.push(&msg.0, msg.1);
     }
 }
 

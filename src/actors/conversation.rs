@@ -64,7 +64,7 @@ impl ConversationActor {
             return;
         };
         if let Some(session) = self.hub.connector_for(self.id, &owner) {
-            self.hub.notices.push(session, seq, frame);
+            self.hub.notices.push(&session, seq, frame);
         }
     }
 }
@@ -163,7 +163,7 @@ impl ConversationActor {
         if msg.by_agent.is_some() {
             self.push_to_connector(&frame, seq);
         } else if let Some(agent) = record.agent_id.as_deref().and_then(|a| hub.agent(a)) {
-            agent.do_send(DeliverFrame(frame));
+            agent.do_send(DeliverFrame(frame, seq));
         }
         let command = record
             .agent_id

@@ -27,7 +27,7 @@ use super::notices::HeldNotices;
 use super::outbox::{Outbox, Pushed, SLOW_CONSUMER_CODE};
 use super::router::RouterActor;
 use crate::api::protocol::{Role, ServerFrame};
-use crate::durability::{Recorder, SnapshotReplica};
+use crate::durability::{Recorder, Seq, SnapshotReplica};
 use crate::metrics::{self, ActorKind, Direction, Meters};
 use crate::routing::{ChannelId, ConversationId, Engine, QueueId, RoutingSettings};
 use crate::store::{ConversationState, Store};
@@ -76,7 +76,31 @@ impl SessionHandle {
 
     /// [`Self::push`] for an already serialized frame.
     pub fn push_text(&self, kind: &'static str, text: String) -> bool {
-        match self.outbox.push(text) {
+        self.pushed(kind, self.outbox.push(text))
+    }
+
+    /// Queues a frame behind the frames held for this client (an offer):
+    /// see [`Outbox::push_in_order`].
+    pub fn push_in_order(&self, frame: &ServerFrame) -> bool {
+        self.pushed(frame.kind(), self.outbox.push_in_order(frame.to_text()))
+    }
+
+    /// Queues a frame that waits for journal record `seq` (see
+    /// [`Outbox::hold`]); true when the outbox now holds something and had
+    /// held nothing before.
+    pub fn hold(&self, seq: Seq, durable: Seq, kind: &'static str, text: String) -> bool {
+        let (pushed, first) = self.outbox.hold(seq, durable, text);
+        self.pushed(kind, pushed);
+        first
+    }
+
+    /// The outbox frames of this session are queued in.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    fn pushed(&self, kind: &'static str, pushed: Pushed) -> bool {
+        match pushed {
             Pushed::Queued => {
                 self.meters.ws_message(Direction::Out, kind);
                 true
@@ -115,7 +139,7 @@ pub struct Hub {
     pub meters: Arc<Meters>,
     /// The sequencer every state change goes through (see `crate::durability`).
     pub recorder: Arc<Recorder>,
-    /// Connectors' notices waiting for the journal (see [`HeldNotices`]).
+    /// Releases the frames that wait for the journal (see [`HeldNotices`]).
     pub notices: Arc<HeldNotices>,
     /// The snapshot thread, once started.
     snapshots: OnceLock<SnapshotReplica>,

@@ -7,7 +7,7 @@
 //!   session, offers with context, presence pushes).
 //! - [`hub`]: the registry of addresses and sessions, and supervision.
 //! - [`outbox`]: a session's queue of outbound frames and its close reason.
-//! - [`notices`]: connectors' notices, held until the change they report is
+//! - [`notices`]: frames that report a change, held until the change is
 //!   durable.
 //! - [`reply_slot`]: where the router leaves a session's reply, waking it
 //!   only when the journal's watermark will not.

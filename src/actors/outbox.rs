@@ -1,6 +1,12 @@
 //! A session's outbox: the frames actors push to one WebSocket client, and
 //! the reason the server is closing that client, if it is.
 //!
+//! A frame that reports a change waits in the outbox's `held` queue until the
+//! change's journal record is durable ([`Outbox::hold`], released by
+//! [`Outbox::release`] from [`super::notices`]); a frame pushed
+//! [in order](Outbox::push_in_order) (an offer) waits behind such frames, so
+//! a client sees its frames in the order they were made.
+//!
 //! Pushing never waits: a full outbox means the client does not read, and it
 //! trips the close reason [`SLOW_CONSUMER`] instead. The session loop waits
 //! on [`Outbox::ready`] and writes what [`Outbox::drain`] gives it. It is
@@ -10,6 +16,7 @@
 //! short lock and never drop a frame it accepted, except when the session
 //! ends.
 
+use crate::durability::Seq;
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::Notify;
@@ -47,6 +54,9 @@ pub struct Outbox {
 #[derive(Debug, Default)]
 struct State {
     frames: VecDeque<String>,
+    /// Frames waiting for journal record `Seq` (0: for nothing but the
+    /// frames ahead of them), oldest first.
+    held: VecDeque<(Seq, String)>,
     reason: Option<&'static str>,
     ended: bool,
 }
@@ -65,22 +75,83 @@ impl Outbox {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a frame without waiting.
+    /// Queues a frame without waiting (a reply: it overtakes held frames).
     pub fn push(&self, text: String) -> Pushed {
         let mut state = self.state();
-        if state.reason.is_some() || state.ended {
-            return Pushed::Closed;
-        }
-        if state.frames.len() >= self.capacity {
-            state.reason = Some(SLOW_CONSUMER);
-            drop(state);
-            self.notify.notify_one();
-            return Pushed::Full;
+        if let Some(refused) = self.refuses(&mut state) {
+            return refused;
         }
         state.frames.push_back(text);
         drop(state);
         self.notify.notify_one();
         Pushed::Queued
+    }
+
+    /// Queues a frame behind every held one (at once when none is held).
+    pub fn push_in_order(&self, text: String) -> Pushed {
+        self.hold(0, 0, text).0
+    }
+
+    /// Queues a frame that reports journal record `seq`, given that records
+    /// up to `durable` are on disk: it waits until [`Self::release`] covers
+    /// `seq` and every frame held before it. The flag is true when this
+    /// frame made the outbox hold something (whoever releases must now
+    /// visit it).
+    pub fn hold(&self, seq: Seq, durable: Seq, text: String) -> (Pushed, bool) {
+        let mut state = self.state();
+        if let Some(refused) = self.refuses(&mut state) {
+            return (refused, false);
+        }
+        if state.held.is_empty() && seq <= durable {
+            state.frames.push_back(text);
+            drop(state);
+            self.notify.notify_one();
+            return (Pushed::Queued, false);
+        }
+        state.held.push_back((seq, text));
+        (Pushed::Queued, state.held.len() == 1)
+    }
+
+    /// Records up to `durable` are on disk: the held frames they cover (and
+    /// those waiting only behind them) are queued to be written. Returns
+    /// whether some are still held.
+    pub fn release(&self, durable: Seq) -> bool {
+        let mut state = self.state();
+        let mut moved = false;
+        while let Some((seq, _)) = state.held.front() {
+            if *seq > durable {
+                break;
+            }
+            if let Some((_, text)) = state.held.pop_front() {
+                state.frames.push_back(text);
+                moved = true;
+            }
+        }
+        let still = !state.held.is_empty();
+        drop(state);
+        if moved {
+            self.notify.notify_one();
+        }
+        still
+    }
+
+    /// Whether a frame of a record up to `seq` (or one behind it) is held.
+    pub fn holds_up_to(&self, seq: Seq) -> bool {
+        self.state().held.iter().any(|(s, _)| *s <= seq)
+    }
+
+    /// Why a frame cannot be queued now: the session is closing, or the
+    /// outbox is full (which trips the slow-consumer reason).
+    fn refuses(&self, state: &mut State) -> Option<Pushed> {
+        if state.reason.is_some() || state.ended {
+            return Some(Pushed::Closed);
+        }
+        if state.frames.len() + state.held.len() >= self.capacity {
+            state.reason = Some(SLOW_CONSUMER);
+            self.notify.notify_one();
+            return Some(Pushed::Full);
+        }
+        None
     }
 
     /// Asks the session to close with `reason` (the first reason wins).
@@ -138,6 +209,7 @@ impl Outbox {
         let mut state = self.state();
         state.ended = true;
         state.frames = VecDeque::new();
+        state.held = VecDeque::new();
     }
 
     /// Whether the session is closing or gone.

@@ -7,8 +7,8 @@
 //! effects to the store (`crate::store::apply_effect`, the same function the
 //! journal replay uses) and queues the journal record — it never waits for the
 //! fsync; the session does, before its `ack`. Then, with every lock released,
-//! each effect is handed to the agent or conversation actor it concerns (a
-//! connector's notice carries its record's sequence number and waits until
+//! each effect is handed to the agent or conversation actor it concerns, with
+//! its record's sequence number (a frame that reports the change waits until
 //! that record is durable: [`super::notices`]), turned into an `event` frame for subscribed supervisors and into metrics. Finally ONE timer is re-armed at
 //! `poll_timeout()` (a spurious wake is harmless: `handle_timeout(now)`).
 //!
@@ -267,6 +267,7 @@ impl RouterActor {
                     conversation: r.conversation,
                     reason: r.reason,
                     ended: r.ended,
+                    seq,
                 });
             }
         }
@@ -302,6 +303,7 @@ impl RouterActor {
                         offer: *offer,
                         conversation: *conversation,
                         reason: reason.as_str(),
+                        seq,
                     });
                 }
             }
@@ -343,6 +345,7 @@ impl RouterActor {
                     addr.do_send(AgentStatusPushed {
                         status: status.as_str(),
                         reason,
+                        seq,
                     });
                 }
             }

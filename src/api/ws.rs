@@ -430,9 +430,9 @@ impl Conn {
                     _ = front_filled(&self.pending) => {}
                 }
             }
-            // The journal thread hands notices over just after it publishes
-            // the watermark; a shutdown can afford to poll for them.
-            while !self.hub.notices.released(made) {
+            // The journal thread releases held frames just after it
+            // publishes the watermark; a shutdown can afford to poll.
+            while self.handle.outbox().holds_up_to(made) {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         })

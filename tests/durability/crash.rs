@@ -507,15 +507,19 @@ async fn sigkill_under_traffic_loses_nothing_that_was_acknowledged() {
 }
 
 /// A connector acts on `conversation.assigned` (it bridges the customer to
-/// the agent), so what it was told must survive a crash as an ack does: the
-/// server is SIGKILLed the moment the notice arrives, before the agent's
-/// accept is acknowledged, and the restarted server must agree.
+/// the agent), a desktop on `conversation.ended`, so what they were told
+/// must survive a crash as an ack does: the server is SIGKILLed the moment
+/// the frame arrives, before the change's own ack, and the restarted server
+/// must agree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn what_a_connector_was_told_survives_a_sigkill() {
+async fn what_a_client_was_told_survives_a_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let config = dir.path().join("switchboard.toml");
-    std::fs::write(&config, base_config(&data)).expect("config");
+    // A change made within 50 ms of the previous commit waits for the next
+    // one: the frame that reports it would have time to arrive first.
+    let window = "commit_window_secs = 0.05\n";
+    std::fs::write(&config, base_config(&data) + window).expect("config");
     let mut server = Server::start_with(dir.path(), &config, 0, "3600");
     server.ready().await;
     for round in 0..5 {
@@ -553,7 +557,7 @@ async fn what_a_connector_was_told_survives_a_sigkill() {
         server.sigkill();
         assert_eq!(told["agent_id"], agent.as_str());
 
-        server = Server::start_with(dir.path(), &config, round + 1, "3600");
+        server = Server::start_with(dir.path(), &config, 2 * round + 1, "3600");
         server.ready().await;
         let (status, c) = server.get(&format!("/v1/conversations/{id}")).await;
         assert_eq!(status, 200, "round {round}: {id}: {c}");
@@ -562,6 +566,33 @@ async fn what_a_connector_was_told_survives_a_sigkill() {
             "round {round}: the connector was told {id} is assigned to {agent}; after the crash: {c}"
         );
         assert_eq!(c["agent_id"], agent.as_str(), "round {round}: {c}");
+
+        // The same for a desktop: the agent logs back in, the gateway closes
+        // the conversation, and the server dies as `conversation.ended` arrives.
+        let mut desk = Ws::connect(server.addr, AGENT).await.expect("connect");
+        let login = json!({"type": "agent.login", "agent_id": agent, "skills": {}, "capacity": {"chat": 1}});
+        desk.ack(login).await.expect("login again");
+        let mut gw = Ws::connect(server.addr, CONNECTOR).await.expect("connect");
+        let close = json!({"type": "conversation.close", "conversation_id": id, "req_id": 1_000});
+        gw.ws
+            .send(Message::text(close.to_string()))
+            .await
+            .expect("send close");
+        desk.next_where(
+            |f| f["type"] == "conversation.ended" && f["conversation_id"] == id.as_str(),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the desktop is told the conversation ended");
+        server.sigkill();
+
+        server = Server::start_with(dir.path(), &config, 2 * round + 2, "3600");
+        server.ready().await;
+        let (_, c) = server.get(&format!("/v1/conversations/{id}")).await;
+        assert_eq!(
+            c["state"], "ended",
+            "round {round}: {agent}'s desktop was told {id} ended; after the crash: {c}"
+        );
     }
 }
 
