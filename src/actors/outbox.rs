@@ -268,6 +268,31 @@ mod tests {
     }
 
     #[test]
+    fn held_frames_count_toward_the_limit_and_leave_in_order() {
+        let outbox = Outbox::new(3);
+        assert_eq!(outbox.hold(5, 4, "a".into()), (Pushed::Queued, true));
+        assert_eq!(outbox.push_in_order("b".into()), Pushed::Queued);
+        assert_eq!(outbox.push("reply".into()), Pushed::Queued);
+        assert_eq!(drained(&outbox), ["reply"], "a reply does not wait");
+        assert!(outbox.release(4), "record 5 is not durable yet");
+        assert!(drained(&outbox).is_empty());
+        assert_eq!(outbox.hold(6, 4, "c".into()), (Pushed::Queued, false));
+        assert_eq!(outbox.push("d".into()), Pushed::Full, "three held");
+        assert_eq!(outbox.reason(), Some(SLOW_CONSUMER));
+
+        let outbox = Outbox::new(8);
+        outbox.hold(5, 4, "a".into());
+        outbox.push_in_order("b".into());
+        outbox.hold(7, 4, "c".into());
+        assert!(outbox.holds_up_to(5));
+        assert!(outbox.release(6), "c waits for record 7");
+        assert_eq!(drained(&outbox), ["a", "b"]);
+        assert!(!outbox.holds_up_to(6));
+        assert!(!outbox.release(7));
+        assert_eq!(drained(&outbox), ["c"]);
+    }
+
+    #[test]
     fn the_first_reason_wins_and_drain_keeps_order_and_limit() {
         let outbox = Outbox::new(64);
         for i in 0..20 {
