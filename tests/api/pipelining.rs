@@ -145,6 +145,20 @@ async fn more_requests_in_flight_than_a_session_holds_are_all_answered_in_order(
     app.stop().await;
 }
 
+/// Polls `GET path` until `done` holds of it (the router has applied a
+/// change whose ack is still held).
+async fn until_rest_shows(app: &TestApp, path: &str, done: impl Fn(&Value) -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, body) = app.get(path, Some(SUPERVISOR)).await;
+        if done(&body) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{path}: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
 #[actix_web::test]
 async fn a_shutdown_sends_the_replies_already_owed_before_it_closes() {
     // A 100 ms commit window: a change made just after a commit waits for
@@ -156,15 +170,10 @@ async fn a_shutdown_sends_the_replies_already_owed_before_it_closes() {
     desk.send(json!({"type": "agent.status", "status": "available", "req_id": "second"}))
         .await;
     // The router has applied it (the store shows it) before the stop.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (_, agents) = app.get("/v1/agents", Some(SUPERVISOR)).await;
-        if agents["agents"][0]["status"] == "available" {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{agents}");
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
+    until_rest_shows(&app, "/v1/agents", |a| {
+        a["agents"][0]["status"] == "available"
+    })
+    .await;
     app.stop().await;
     let close = desk.expect_close().await.expect("a close frame");
     assert_eq!(close.reason.as_str(), "shutdown");
@@ -193,17 +202,8 @@ async fn a_shutdown_sends_the_connectors_notices_already_owed_before_it_closes()
     let offer = offer_of(&mut desk, &id).await;
     desk.send(json!({"type": "offer.accept", "offer_id": offer["offer_id"], "req_id": "accept"}))
         .await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (_, c) = app
-            .get(&format!("/v1/conversations/{id}"), Some(SUPERVISOR))
-            .await;
-        if c["state"] == "assigned" {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{c}");
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
+    let path = format!("/v1/conversations/{id}");
+    until_rest_shows(&app, &path, |c| c["state"] == "assigned").await;
     app.stop().await;
     let close = gw.expect_close().await.expect("a close frame");
     assert_eq!(close.reason.as_str(), "shutdown");

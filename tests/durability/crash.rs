@@ -163,6 +163,15 @@ impl Ws {
         .await
     }
 
+    /// The next `ty` frame about conversation `id` (within 10 s).
+    async fn frame_of(&mut self, ty: &str, id: &str) -> Option<Value> {
+        self.next_where(
+            |f| f["type"] == ty && f["conversation_id"] == id,
+            Duration::from_secs(10),
+        )
+        .await
+    }
+
     async fn next_where(&mut self, pred: impl Fn(&Value) -> bool, wait: Duration) -> Option<Value> {
         if let Some(pos) = self.seen.iter().position(&pred) {
             return self.seen.remove(pos);
@@ -303,6 +312,18 @@ async fn worker_traffic(addr: SocketAddr, agent: String, acked: Arc<Mutex<Acked>
     }
 }
 
+/// The connector was told conversation `id` is assigned to `agent`: the
+/// restarted server must say so too.
+async fn assert_told_assigned(server: &Server, id: &str, agent: &str, when: &str) {
+    let (status, c) = server.get(&format!("/v1/conversations/{id}")).await;
+    assert_eq!(status, 200, "{when}: {id} was notified assigned: {c}");
+    assert_eq!(
+        c["state"], "assigned",
+        "{when}: the connector was told {id} is assigned to {agent}; after the crash: {c}"
+    );
+    assert_eq!(c["agent_id"], agent, "{when}: {id}: {c}");
+}
+
 /// Checks every acknowledged fact against the restarted server.
 async fn verify(server: &Server, acked: &Acked, run: usize) {
     let mut waiting = Vec::new();
@@ -357,13 +378,7 @@ async fn verify(server: &Server, acked: &Acked, run: usize) {
         }
     }
     for (id, agent) in &acked.heard_assigned {
-        let (status, c) = server.get(&format!("/v1/conversations/c-{id}")).await;
-        assert_eq!(status, 200, "run {run}: c-{id} was notified assigned: {c}");
-        assert_eq!(
-            c["state"], "assigned",
-            "run {run}: the connector was told c-{id} is assigned to {agent}: {c}"
-        );
-        assert_eq!(c["agent_id"], agent.as_str(), "run {run}: c-{id}: {c}");
+        assert_told_assigned(server, &format!("c-{id}"), agent, &format!("run {run}")).await;
     }
     let (status, agents) = server.get("/v1/agents").await;
     assert_eq!(status, 200);
@@ -533,13 +548,7 @@ async fn what_a_client_was_told_survives_a_sigkill() {
             .as_str()
             .expect("id")
             .to_string();
-        let offer = desk
-            .next_where(
-                |f| f["type"] == "offer" && f["conversation_id"] == id.as_str(),
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("offer");
+        let offer = desk.frame_of("offer", &id).await.expect("offer");
         // The accept's ack waits for the journal; the kill must not.
         let accept =
             json!({"type": "offer.accept", "offer_id": offer["offer_id"], "req_id": 1_000});
@@ -548,10 +557,7 @@ async fn what_a_client_was_told_survives_a_sigkill() {
             .await
             .expect("send accept");
         let told = gw
-            .next_where(
-                |f| f["type"] == "conversation.assigned" && f["conversation_id"] == id.as_str(),
-                Duration::from_secs(10),
-            )
+            .frame_of("conversation.assigned", &id)
             .await
             .expect("the connector is told of the assignment");
         server.sigkill();
@@ -559,13 +565,7 @@ async fn what_a_client_was_told_survives_a_sigkill() {
 
         server = Server::start_with(dir.path(), &config, 2 * round + 1, "3600");
         server.ready().await;
-        let (status, c) = server.get(&format!("/v1/conversations/{id}")).await;
-        assert_eq!(status, 200, "round {round}: {id}: {c}");
-        assert_eq!(
-            c["state"], "assigned",
-            "round {round}: the connector was told {id} is assigned to {agent}; after the crash: {c}"
-        );
-        assert_eq!(c["agent_id"], agent.as_str(), "round {round}: {c}");
+        assert_told_assigned(&server, &id, &agent, &format!("round {round}")).await;
 
         // The same for a desktop: the agent logs back in, the gateway closes
         // the conversation, and the server dies as `conversation.ended` arrives.
@@ -578,12 +578,9 @@ async fn what_a_client_was_told_survives_a_sigkill() {
             .send(Message::text(close.to_string()))
             .await
             .expect("send close");
-        desk.next_where(
-            |f| f["type"] == "conversation.ended" && f["conversation_id"] == id.as_str(),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("the desktop is told the conversation ended");
+        desk.frame_of("conversation.ended", &id)
+            .await
+            .expect("the desktop is told the conversation ended");
         server.sigkill();
 
         server = Server::start_with(dir.path(), &config, 2 * round + 2, "3600");
