@@ -17,7 +17,8 @@
 //! watermark will wake the session anyway, see [`crate::actors::reply_slot`]).
 //! With a journal, an `ack` for a state-changing request is held until the
 //! journal record of that change is durable, and replies always leave in
-//! request order. A request whose checks read what earlier requests change
+//! request order (pushed frames that report a change are held in the outbox
+//! likewise, see [`crate::actors::notices`]). A request whose checks read what earlier requests change
 //! (a login, a message, whose sender must hold the conversation, `stats`)
 //! first waits until the router has taken every earlier one. A client may
 //! have at most [`WsLimits::max_held_replies`] replies held; beyond that the
@@ -234,8 +235,9 @@ async fn run_session(
                 if let Some(why) = outbox.reason() {
                     break Some(reason(CloseCode::Policy, why));
                 }
-                // A commit releases held notices (pushed here) and held
-                // replies (watched here) at once: both leave in this write.
+                // A commit releases held frames (into this outbox) and held
+                // replies (through the watermark) at once: both leave in
+                // this write.
                 if !conn.pending.is_empty() {
                     conn.release();
                 }
