@@ -48,21 +48,17 @@ struct State {
 impl HeldNotices {
     /// Frames for a journal whose records up to `durable` are on disk.
     pub fn journaled(durable: Seq) -> Self {
-        Self::with_durable(durable)
-    }
-
-    /// Without a journal: every frame leaves at once.
-    pub fn unjournaled() -> Self {
-        Self::with_durable(Seq::MAX)
-    }
-
-    fn with_durable(durable: Seq) -> Self {
         HeldNotices {
             state: Mutex::new(State {
                 durable,
                 holding: Vec::new(),
             }),
         }
+    }
+
+    /// Without a journal: every frame leaves at once.
+    pub fn unjournaled() -> Self {
+        Self::journaled(Seq::MAX)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

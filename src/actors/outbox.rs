@@ -81,10 +81,7 @@ impl Outbox {
         if let Some(refused) = self.refuses(&mut state) {
             return refused;
         }
-        state.frames.push_back(text);
-        drop(state);
-        self.notify.notify_one();
-        Pushed::Queued
+        self.queue(state, text)
     }
 
     /// Queues a frame behind every held one (at once when none is held).
@@ -103,10 +100,7 @@ impl Outbox {
             return (refused, false);
         }
         if state.held.is_empty() && seq <= durable {
-            state.frames.push_back(text);
-            drop(state);
-            self.notify.notify_one();
-            return (Pushed::Queued, false);
+            return (self.queue(state, text), false);
         }
         state.held.push_back((seq, text));
         (Pushed::Queued, state.held.len() == 1)
@@ -118,10 +112,7 @@ impl Outbox {
     pub fn release(&self, durable: Seq) -> bool {
         let mut state = self.state();
         let mut moved = false;
-        while let Some((seq, _)) = state.held.front() {
-            if *seq > durable {
-                break;
-            }
+        while state.held.front().is_some_and(|(seq, _)| *seq <= durable) {
             if let Some((_, text)) = state.held.pop_front() {
                 state.frames.push_back(text);
                 moved = true;
@@ -138,6 +129,14 @@ impl Outbox {
     /// Whether a frame of a record up to `seq` (or one behind it) is held.
     pub fn holds_up_to(&self, seq: Seq) -> bool {
         self.state().held.iter().any(|(s, _)| *s <= seq)
+    }
+
+    /// Queues `text` to be written and wakes the session.
+    fn queue(&self, mut state: MutexGuard<'_, State>, text: String) -> Pushed {
+        state.frames.push_back(text);
+        drop(state);
+        self.notify.notify_one();
+        Pushed::Queued
     }
 
     /// Why a frame cannot be queued now: the session is closing, or the
