@@ -33,7 +33,7 @@ time (no coordinated omission) into HDR histograms: open→offer, open→assigne
 It checks that no conversation is lost, offered to two agents at once, or misrouted (skill/level \
 or capacity), and exits with status 99 when a scenario [thresholds] figure is missed, 1 on error.\n\n\
 Modes: run (the scenario once), max (ramp the rate to the knee), echo (the same client against \
-/v1/echo: the server stack's ceiling), compare (echo then max, and their ratio), erlang-c \
+/v1/echo: the server stack's ceiling), compare (echo, max, echo again, and the ratio), erlang-c \
 (measured waits beside the Erlang C formula).\n\n\
 Built-in scenarios: smoke, steady, burst, multiskill, max, max-10k, erlang-c, idle-agents, \
 waiting-100k (or a path to a .toml file).\n\
@@ -182,10 +182,10 @@ fn real_main() -> anyhow::Result<i32> {
         } else {
             0.0
         }
-        + if matches!(sc.mode, Mode::Echo | Mode::Compare) {
-            sc.echo.duration_secs
-        } else {
-            0.0
+        + match sc.mode {
+            Mode::Echo => sc.echo.duration_secs,
+            Mode::Compare => 2.0 * sc.echo.duration_secs,
+            _ => 0.0,
         };
     let progress = modes::Progress::new(progress_on, est_secs);
 

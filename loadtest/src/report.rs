@@ -146,9 +146,16 @@ pub struct Report {
     pub url: String,
     pub run: Option<RunResult>,
     pub max: Option<MaxResult>,
+    /// The echo ceiling (in `compare` mode: measured before the ramp).
     pub echo: Option<EchoResult>,
-    /// Engine frames/s at the knee divided by the echo ceiling's frames/s.
+    /// `compare` mode: the echo ceiling measured again after the ramp, so a
+    /// machine whose speed changed during the run shows it.
+    pub echo_after: Option<EchoResult>,
+    /// Engine frames/s at the knee divided by the echo ceiling's frames/s
+    /// (in `compare` mode: the mean of the echo before and after the ramp).
     pub engine_to_echo_ratio: Option<f64>,
+    /// `compare` mode: the echo after the ramp over the echo before, minus 1.
+    pub echo_drift: Option<f64>,
     pub erlang_c: Option<ErlangReport>,
     pub thresholds: Thresholds,
     pub threshold_failures: Vec<String>,
@@ -230,6 +237,41 @@ fn lat_line(out: &mut String, name: &str, l: &LatencySummary) {
     );
 }
 
+/// An echo ceiling that moved more than this between the two measurements
+/// of one `compare` run is reported as a changed machine.
+pub const DRIFT_WARNING: f64 = 0.15;
+
+/// The engine's frames/s at the knee over the echo ceiling: the mean of the
+/// echo before and after the ramp when both were measured, and how far the
+/// second moved from the first.
+pub fn echo_ratio(
+    knee_frames_per_sec: Option<f64>,
+    before: &EchoResult,
+    after: Option<&EchoResult>,
+) -> (Option<f64>, Option<f64>) {
+    let ceiling = match after {
+        Some(a) => (before.frames_per_sec + a.frames_per_sec) / 2.0,
+        None => before.frames_per_sec,
+    };
+    let ratio = knee_frames_per_sec.map(|f| f / ceiling.max(1e-9));
+    let drift = after.map(|a| a.frames_per_sec / before.frames_per_sec.max(1e-9) - 1.0);
+    (ratio, drift)
+}
+
+fn echo_lines(out: &mut String, when: &str, e: &EchoResult) {
+    let _ = writeln!(
+        out,
+        "\necho ceiling{when}: {} connections, window {}, {} B frames, {:.1}s",
+        e.connections, e.window, e.payload_bytes, e.secs
+    );
+    let _ = writeln!(
+        out,
+        "  frames/s out {:.0}, in {:.0}, total {:.0}; errors {}",
+        e.frames_out_per_sec, e.frames_in_per_sec, e.frames_per_sec, e.errors
+    );
+    lat_line(out, "echo rtt", &e.rtt);
+}
+
 /// The human summary printed at the end.
 pub fn human(r: &Report) -> String {
     let mut o = String::new();
@@ -239,17 +281,12 @@ pub fn human(r: &Report) -> String {
         r.scenario, r.mode, r.url
     );
     if let Some(e) = &r.echo {
-        let _ = writeln!(
-            o,
-            "\necho ceiling: {} connections, window {}, {} B frames, {:.1}s",
-            e.connections, e.window, e.payload_bytes, e.secs
-        );
-        let _ = writeln!(
-            o,
-            "  frames/s out {:.0}, in {:.0}, total {:.0}; errors {}",
-            e.frames_out_per_sec, e.frames_in_per_sec, e.frames_per_sec, e.errors
-        );
-        lat_line(&mut o, "echo rtt", &e.rtt);
+        let when = if r.echo_after.is_some() {
+            " (before the ramp)"
+        } else {
+            ""
+        };
+        echo_lines(&mut o, when, e);
     }
     if let Some(m) = &r.max {
         let _ = writeln!(
@@ -289,11 +326,31 @@ pub fn human(r: &Report) -> String {
             }
         }
     }
+    if let Some(e) = &r.echo_after {
+        echo_lines(&mut o, " (after the ramp)", e);
+    }
     if let Some(ratio) = r.engine_to_echo_ratio {
+        let over = if r.echo_after.is_some() {
+            "the mean of the echo before and after"
+        } else {
+            "echo frames/s"
+        };
         let _ = writeln!(
             o,
-            "\nengine / echo ceiling (frames/s at the knee over echo frames/s): {:.1}%",
+            "\nengine / echo ceiling (frames/s at the knee over {over}): {:.1}%",
             ratio * 100.0
+        );
+    }
+    if let Some(drift) = r.echo_drift {
+        let _ = writeln!(
+            o,
+            "  the echo ceiling moved {:+.1}% during the run{}",
+            drift * 100.0,
+            if drift.abs() > DRIFT_WARNING {
+                ": the machine's speed changed, so this ratio is uncertain; run again"
+            } else {
+                ""
+            }
         );
     }
     if let Some(run) = &r.run {
@@ -411,6 +468,62 @@ mod tests {
         };
         r.counts.opens_acked = 100;
         r
+    }
+
+    fn echo(frames_per_sec: f64) -> EchoResult {
+        EchoResult {
+            connections: 10,
+            window: 4,
+            payload_bytes: 300,
+            secs: 1.0,
+            frames_out_per_sec: frames_per_sec / 2.0,
+            frames_in_per_sec: frames_per_sec / 2.0,
+            frames_per_sec,
+            rtt: LatencySummary::default(),
+            errors: 0,
+        }
+    }
+
+    #[test]
+    fn the_ratio_is_over_the_mean_of_both_echoes_and_a_moved_ceiling_is_named() {
+        let (before, after) = (echo(200_000.0), echo(160_000.0));
+        let (ratio, drift) = echo_ratio(Some(72_000.0), &before, Some(&after));
+        assert!((ratio.expect("a knee") - 0.4).abs() < 1e-9, "{ratio:?}");
+        assert!((drift.expect("two echoes") + 0.2).abs() < 1e-9, "{drift:?}");
+        assert_eq!(
+            echo_ratio(Some(50_000.0), &before, None),
+            (Some(0.25), None)
+        );
+        assert_eq!(echo_ratio(None, &before, Some(&after)).0, None);
+
+        let report = Report {
+            tool: "switchboard-loadtest",
+            version: "0",
+            scenario: "max".into(),
+            mode: crate::scenario::Mode::Compare,
+            url: "ws://127.0.0.1:1".into(),
+            run: None,
+            max: None,
+            echo: Some(before),
+            echo_after: Some(after),
+            engine_to_echo_ratio: ratio,
+            echo_drift: drift,
+            erlang_c: None,
+            thresholds: Thresholds::default(),
+            threshold_failures: Vec::new(),
+            passed: true,
+        };
+        let text = human(&report);
+        assert!(text.contains("echo ceiling (before the ramp)"), "{text}");
+        assert!(text.contains("echo ceiling (after the ramp)"), "{text}");
+        assert!(
+            text.contains("over the mean of the echo before and after): 40.0%"),
+            "{text}"
+        );
+        assert!(
+            text.contains("moved -20.0% during the run: the machine's speed changed"),
+            "{text}"
+        );
     }
 
     #[test]
