@@ -118,6 +118,8 @@ pub const SNAPSHOT_BYTES: &str = "switchboard_snapshot_bytes";
 pub const JOURNAL_FSYNC_SECONDS: &str = "switchboard_journal_fsync_seconds";
 /// Bytes appended to the journal.
 pub const JOURNAL_BYTES: &str = "switchboard_journal_bytes_total";
+/// Frames waiting in client outboxes until the journal record they report is durable.
+pub const FRAMES_HELD: &str = "switchboard_frames_held";
 /// Always 1; the `version` label carries the crate version.
 pub const BUILD_INFO: &str = "switchboard_build_info";
 
@@ -211,6 +213,7 @@ pub const CATALOGUE: &[MetricDef] = {
         def(SNAPSHOT_BYTES, G, Bytes, &[], "Size of the last snapshot written."),
         def(JOURNAL_FSYNC_SECONDS, H, Seconds, &[], "Time of one journal group fsync."),
         def(JOURNAL_BYTES, C, Bytes, &[], "Bytes appended to the journal."),
+        def(FRAMES_HELD, G, Count, &[], "Frames waiting in client outboxes until the change they report is durable (sampled)."),
         def(BUILD_INFO, G, Count, &["version"], "Always 1; the version label carries the build."),
     ]
 };
@@ -684,6 +687,7 @@ pub fn register_series(settings: &RoutingSettings) {
     let _ = gauge!(SNAPSHOT_BYTES);
     let _ = histogram!(JOURNAL_FSYNC_SECONDS);
     counter!(JOURNAL_BYTES).absolute(0);
+    gauge!(FRAMES_HELD).set(0.0);
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 
@@ -1043,6 +1047,11 @@ pub fn journal_fsync(secs: f64) {
 /// Counts bytes appended to the journal.
 pub fn journal_appended(bytes: u64) {
     counter!(JOURNAL_BYTES).increment(bytes);
+}
+
+/// Sets how many frames wait for the journal (see `actors::HeldNotices`).
+pub fn set_frames_held(count: usize) {
+    gauge!(FRAMES_HELD).set(count as f64);
 }
 
 #[cfg(test)]
@@ -1587,6 +1596,7 @@ mod tests {
             snapshot_written(0.02, 4096);
             journal_fsync(0.0004);
             journal_appended(512);
+            set_frames_held(3);
             set_agents(AgentStatus::Available, 5);
             set_agent_slots(&settings, ChannelId(1), 2, 13);
         });
@@ -1632,6 +1642,7 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(sample(&text, JOURNAL_BYTES), Some(512.0));
+        assert_eq!(sample(&text, FRAMES_HELD), Some(3.0));
         assert_eq!(
             sample(&text, &format!("{AGENTS}{{status=\"available\"}}")),
             Some(5.0)

@@ -390,6 +390,7 @@ fn spawn_housekeeping(
                 let stats = hub.engine().queue_stats(clock::now_ms());
                 metrics::set_queue_gauges(&stats, &hub.settings);
                 agent_gauges(&hub, &mut activity_clock);
+                metrics::set_frames_held(hub.notices.held_frames());
             }
             if last_upkeep.elapsed() >= upkeep_every {
                 last_upkeep = clock::instant();

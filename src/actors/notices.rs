@@ -77,6 +77,13 @@ impl HeldNotices {
         }
     }
 
+    /// How many frames wait for the journal now, in every outbox. A sample
+    /// taken while a commit releases its outboxes misses those (for
+    /// microseconds): good for a gauge, not for a decision.
+    pub fn held_frames(&self) -> usize {
+        self.state().holding.iter().map(|o| o.held_len()).sum()
+    }
+
     /// The journal has made every record up to `mark.seq` durable (or has
     /// failed): releases the frames that waited for them.
     pub fn durable(&self, mark: Watermark) {
@@ -155,13 +162,16 @@ mod tests {
         assert!(sent(&gw).is_empty());
         assert!(gw.outbox().holds_up_to(11));
         assert_eq!(holding(&notices), 1, "one registration per outbox");
+        assert_eq!(notices.held_frames(), 2);
         notices.durable(mark(11));
         assert_eq!(sent(&gw), ["c-2"]);
+        assert_eq!(notices.held_frames(), 1);
         assert!(!gw.outbox().holds_up_to(11));
         assert!(gw.outbox().holds_up_to(12));
         notices.durable(mark(12));
         assert_eq!(sent(&gw), ["c-3"]);
         assert_eq!(holding(&notices), 0);
+        assert_eq!(notices.held_frames(), 0);
     }
 
     #[test]
@@ -190,6 +200,7 @@ mod tests {
         notices.push(&desk, 11, &ended(2));
         desk.push_in_order(&offer(3));
         assert!(sent(&desk).is_empty(), "behind the held conversation.ended");
+        assert_eq!(notices.held_frames(), 2, "the offer waits too");
         notices.durable(mark(11));
         assert_eq!(sent(&desk), ["c-2", "c-3"]);
         desk.push_in_order(&offer(4));

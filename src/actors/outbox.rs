@@ -126,6 +126,11 @@ impl Outbox {
         still
     }
 
+    /// How many frames wait here for the journal (or behind one that does).
+    pub fn held_len(&self) -> usize {
+        self.state().held.len()
+    }
+
     /// Whether a frame of a record up to `seq` (or one behind it) is held.
     pub fn holds_up_to(&self, seq: Seq) -> bool {
         self.state().held.iter().any(|(s, _)| *s <= seq)
