@@ -340,6 +340,16 @@ pub fn human(r: &Report) -> String {
             "\nengine / echo ceiling (frames/s at the knee over {over}): {:.1}%",
             ratio * 100.0
         );
+        let knee = r.max.as_ref().and_then(|m| m.knee_frames_per_sec);
+        if let (Some(knee), Some(before), Some(after)) = (knee, &r.echo, &r.echo_after) {
+            let share = |e: &EchoResult| 100.0 * knee / e.frames_per_sec.max(1e-9);
+            let _ = writeln!(
+                o,
+                "  over the echo before alone: {:.1}%, after alone: {:.1}%",
+                share(before),
+                share(after)
+            );
+        }
     }
     if let Some(drift) = r.echo_drift {
         let _ = writeln!(
@@ -503,7 +513,13 @@ mod tests {
             mode: crate::scenario::Mode::Compare,
             url: "ws://127.0.0.1:1".into(),
             run: None,
-            max: None,
+            max: Some(MaxResult {
+                p99_bound_ms: 50.0,
+                steps: Vec::new(),
+                knee_lifecycles_per_sec: Some(7_200.0),
+                knee_frames_per_sec: Some(72_000.0),
+                stopped_because: "test".into(),
+            }),
             echo: Some(before),
             echo_after: Some(after),
             engine_to_echo_ratio: ratio,
@@ -522,6 +538,10 @@ mod tests {
         );
         assert!(
             text.contains("moved -20.0% during the run: the machine's speed changed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("before alone: 36.0%, after alone: 45.0%"),
             "{text}"
         );
     }
