@@ -20,6 +20,11 @@
 //! - [`upkeep`] must run periodically (the server runs it every
 //!   `metrics.upkeep_interval_secs`): the recorder has no background task of
 //!   its own.
+//! - [`collect_process`] refreshes the standard `process_*` family (resident
+//!   memory, CPU seconds, open and max file descriptors, threads, start
+//!   time) from `/proc`, through the `metrics-process` crate; `GET /metrics`
+//!   calls it before rendering. Those are the one family named outside the
+//!   catalogue: Prometheus' own names, so that any process board reads them.
 //!
 //! # What it must never do
 //! - Use a customer, agent or conversation id, or any free text, as a label
@@ -577,6 +582,20 @@ pub fn install(settings: &RoutingSettings) -> Result<PrometheusHandle, MetricsEr
         wait_buckets: wait_buckets(settings),
     });
     Ok(handle)
+}
+
+/// Refreshes the `process_*` metrics (see the module docs). Reads `/proc`,
+/// counting the open descriptors among them (one per WebSocket): call it
+/// off the session threads.
+pub fn collect_process() {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR
+        .get_or_init(|| {
+            let collector = metrics_process::Collector::default();
+            collector.describe();
+            collector
+        })
+        .collect();
 }
 
 /// Periodic maintenance of the recorder (drains histogram samples). Call it

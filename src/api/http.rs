@@ -88,6 +88,10 @@ async fn prometheus(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     state.authorize(&req)?;
+    // Counting 10 000 descriptors takes milliseconds: not on a session thread.
+    if let Err(e) = web::block(metrics::collect_process).await {
+        tracing::warn!(error = %e, "process metrics not refreshed");
+    }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.prometheus.render()))
