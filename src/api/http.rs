@@ -88,13 +88,18 @@ async fn prometheus(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     state.authorize(&req)?;
-    // Counting 10 000 descriptors takes milliseconds: not on a session thread.
-    if let Err(e) = web::block(metrics::collect_process).await {
-        tracing::warn!(error = %e, "process metrics not refreshed");
-    }
+    // Counting 10 000 descriptors and rendering every series take
+    // milliseconds: not on a thread that serves WebSocket sessions.
+    let handle = state.prometheus.clone();
+    let text = web::block(move || {
+        metrics::collect_process();
+        handle.render()
+    })
+    .await
+    .map_err(|e| ApiError::Unavailable(format!("rendering the metrics: {e}")))?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.prometheus.render()))
+        .body(text))
 }
 
 async fn conversation(
