@@ -10,6 +10,7 @@
 //! - [`book`] — the ledger: lost / duplicated / misrouted detection, histograms.
 //! - [`sim`] — agent and connector tasks, arrivals, drain and sweep.
 //! - [`modes`] — run, max ramp, echo ceiling, Erlang C.
+//! - [`footprint`] — the engine's memory and CPU during a run, from its `/metrics`.
 //! - [`report`] — JSON result, human summary, thresholds.
 //!
 //! It only ever connects to 127.0.0.1, is bounded in time and count, and
@@ -18,6 +19,7 @@
 pub mod book;
 pub mod dist;
 pub mod erlang;
+pub mod footprint;
 pub mod modes;
 pub mod net;
 pub mod report;

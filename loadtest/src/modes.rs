@@ -5,9 +5,10 @@
 //! Every mode is bounded by the scenario's durations and counts and stops by
 //! itself; none talks to anything but the loopback target.
 
-use crate::book::{histogram, Book, Steady};
+use crate::book::{histogram, Book, ConvState, Steady};
 use crate::dist::Dur;
 use crate::erlang::ErlangC;
+use crate::footprint::Watch;
 use crate::net::Ws;
 use crate::report::{EchoResult, ErlangReport, LatencySummary, MaxResult, RampStep, RunResult};
 use crate::scenario::Scenario;
@@ -103,6 +104,7 @@ fn run_result(sc: &Scenario, shared: &Shared, arrival_secs: f64, wall: Duration)
         counts: book.counts.clone(),
         verdict,
         errors: book.errors.clone(),
+        engine: None,
     }
 }
 
@@ -113,19 +115,35 @@ pub async fn run(
     progress: &Progress,
 ) -> anyhow::Result<RunResult> {
     let wall = Instant::now();
+    let mut footprint = Watch::before(&conn.target, &conn.connector_token).await;
     progress.set(format!(
         "connecting {} agents and {} connectors…",
         sc.agents.count, sc.arrivals.connectors
     ));
     let mut sim = Sim::start(sc.clone(), conn).await?;
+    footprint.logged_in().await;
     let watcher = progress.watch(sim.shared.clone(), "run");
     for phase in sc.phases() {
         sim.arrivals(phase.rate_per_sec, phase.duration_secs).await;
     }
+    let (waiting, completed) = {
+        let book = sim.shared.book();
+        let waiting = book
+            .unfinished()
+            .iter()
+            .filter(|u| u.1 == ConvState::Waiting)
+            .count();
+        (waiting as u64, book.counts.completed)
+    };
+    let engine = footprint
+        .end_of_arrivals(sc.agents.count, waiting, completed)
+        .await;
     let arrival_secs = sim.arrival_secs;
     let shared = sim.finish(sc.drain_secs).await;
     watcher.abort();
-    Ok(run_result(&sc, &shared, arrival_secs, wall.elapsed()))
+    let mut result = run_result(&sc, &shared, arrival_secs, wall.elapsed());
+    result.engine = engine;
+    Ok(result)
 }
 
 /// Ramps the arrival rate step by step until a step's open→offer p99

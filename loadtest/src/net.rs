@@ -1,5 +1,6 @@
-//! Connections: the loopback-only URL check, the open-file limit, and
-//! WebSocket connect with a token.
+//! Connections: the loopback-only URL check, the open-file limit,
+//! WebSocket connect with a token, and the engine's own process figures read
+//! from its `GET /metrics`.
 //!
 //! The load generator must never be pointed at anything but this machine:
 //! [`Target::parse`] refuses every host other than `127.0.0.1`.
@@ -62,6 +63,56 @@ impl Target {
     }
 }
 
+/// What the engine's `GET /metrics` says of its own process.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EngineProcess {
+    pub resident_bytes: f64,
+    /// Whole seconds (the engine's counter is an integer).
+    pub cpu_secs: f64,
+}
+
+impl Target {
+    /// Reads the engine's resident memory and CPU time from `GET /metrics`
+    /// (with `token`, in case the endpoint is not public). `None` when it
+    /// cannot: an engine without process metrics, or one that refuses.
+    pub async fn engine_process(&self, token: &str) -> Option<EngineProcess> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let read = async {
+            let mut s = TcpStream::connect(("127.0.0.1", self.port)).await.ok()?;
+            let request = format!(
+                "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+            );
+            s.write_all(request.as_bytes()).await.ok()?;
+            let mut body = Vec::new();
+            s.read_to_end(&mut body).await.ok()?;
+            Some(String::from_utf8_lossy(&body).into_owned())
+        };
+        let text = tokio::time::timeout(std::time::Duration::from_secs(5), read)
+            .await
+            .ok()??;
+        parse_engine_process(&text)
+    }
+}
+
+/// The two `process_*` samples of a `/metrics` response (status line and
+/// headers included); `None` unless it is a 200 with both.
+pub fn parse_engine_process(response: &str) -> Option<EngineProcess> {
+    if !response.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    let sample = |name: &str| {
+        response.lines().find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+    };
+    Some(EngineProcess {
+        resident_bytes: sample("process_resident_memory_bytes")?,
+        cpu_secs: sample("process_cpu_seconds_total")?,
+    })
+}
+
 /// The client's WebSocket settings.
 ///
 /// tungstenite's default read buffer is 128 KiB and it zero-fills the whole
@@ -115,6 +166,27 @@ pub fn raise_nofile_limit() -> anyhow::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_engines_process_figures_are_read_from_a_200_only() {
+        let ok = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 12\nprocess_resident_memory_bytes_x 1\nprocess_resident_memory_bytes 8900608\n";
+        assert_eq!(
+            parse_engine_process(ok),
+            Some(EngineProcess {
+                resident_bytes: 8_900_608.0,
+                cpu_secs: 12.0
+            })
+        );
+        assert_eq!(
+            parse_engine_process(&ok.replace("200 OK", "401 Unauthorized")),
+            None
+        );
+        assert_eq!(
+            parse_engine_process("HTTP/1.1 200 OK\r\n\r\nprocess_cpu_seconds_total 1\n"),
+            None,
+            "an engine without the memory figure"
+        );
+    }
 
     #[test]
     fn only_loopback_ws_urls_are_accepted() {

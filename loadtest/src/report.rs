@@ -63,6 +63,37 @@ pub struct RunResult {
     pub counts: Counts,
     pub verdict: Verdict,
     pub errors: BTreeMap<String, u64>,
+    /// `run` mode: the engine's memory and CPU, when its `/metrics` could be read.
+    pub engine: Option<EngineFootprint>,
+}
+
+/// The engine's own memory and CPU during a run, from its `GET /metrics`
+/// (see `footprint`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EngineFootprint {
+    /// Before the generator connected anything.
+    pub rss_before_bytes: f64,
+    /// Once every agent and connector had logged in.
+    pub rss_logged_in_bytes: f64,
+    /// Median and peak of the samples taken every second while arrivals ran.
+    pub rss_median_bytes: f64,
+    pub rss_peak_bytes: f64,
+    pub rss_end_of_arrivals_bytes: f64,
+    /// Conversations waiting for an agent when the arrivals ended.
+    pub waiting_at_end_of_arrivals: u64,
+    /// (median while arrivals ran − before) / agents: the memory per
+    /// logged-in agent when the agents are idle (`--scenario idle-agents`);
+    /// with at least 1 000 agents.
+    pub rss_per_agent_bytes: Option<f64>,
+    /// (end of arrivals − logged in) / waiting, when at least 1 000 waited
+    /// (`--scenario waiting-100k`).
+    pub rss_per_waiting_conversation_bytes: Option<f64>,
+    /// Engine CPU from the logins to the end of the arrivals (the engine
+    /// counts whole seconds, so ±1 s).
+    pub cpu_secs_during_arrivals: f64,
+    /// That over the conversations completed by then, in µs (when at least
+    /// 1 000 completed).
+    pub cpu_us_per_lifecycle: Option<f64>,
 }
 
 /// One step of the max-throughput ramp.
@@ -272,6 +303,38 @@ fn echo_lines(out: &mut String, when: &str, e: &EchoResult) {
     lat_line(out, "echo rtt", &e.rtt);
 }
 
+fn footprint_lines(out: &mut String, e: &EngineFootprint) {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let _ = writeln!(
+        out,
+        "  engine (its /metrics): RSS {:.1} MiB before, {:.1} MiB logged in, {:.1} MiB median (peak {:.1}) while arrivals ran, {:.1} MiB at their end",
+        e.rss_before_bytes / MIB,
+        e.rss_logged_in_bytes / MIB,
+        e.rss_median_bytes / MIB,
+        e.rss_peak_bytes / MIB,
+        e.rss_end_of_arrivals_bytes / MIB
+    );
+    let mut per = Vec::new();
+    if let Some(b) = e.rss_per_agent_bytes {
+        per.push(format!("{:.2} KiB per agent", b / 1024.0));
+    }
+    if let Some(b) = e.rss_per_waiting_conversation_bytes {
+        per.push(format!(
+            "{:.2} KiB per waiting conversation ({} waiting)",
+            b / 1024.0,
+            e.waiting_at_end_of_arrivals
+        ));
+    }
+    per.push(format!(
+        "CPU {:.0} s during arrivals",
+        e.cpu_secs_during_arrivals
+    ));
+    if let Some(us) = e.cpu_us_per_lifecycle {
+        per.push(format!("{us:.0} µs per completed lifecycle"));
+    }
+    let _ = writeln!(out, "    {}", per.join("; "));
+}
+
 /// The human summary printed at the end.
 pub fn human(r: &Report) -> String {
     let mut o = String::new();
@@ -402,6 +465,9 @@ pub fn human(r: &Report) -> String {
         if !run.errors.is_empty() {
             let list: Vec<String> = run.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let _ = writeln!(o, "  errors: {}", list.join(", "));
+        }
+        if let Some(e) = &run.engine {
+            footprint_lines(&mut o, e);
         }
     }
     if let Some(e) = &r.erlang_c {

@@ -61,6 +61,12 @@ async fn the_smoke_scenario_passes_against_an_in_process_engine() {
     );
     assert!(run.errors.is_empty(), "errors:\n{summary}");
     assert!(report.passed, "thresholds missed:\n{summary}");
+    // The engine's own figures, read from its /metrics during the run.
+    let engine = run.engine.as_ref().expect("the engine's footprint");
+    assert!(engine.rss_before_bytes > 1e6, "{summary}");
+    assert!(engine.rss_logged_in_bytes > 1e6, "{summary}");
+    assert!(engine.rss_median_bytes > 1e6, "{summary}");
+    assert!(summary.contains("engine (its /metrics): RSS"), "{summary}");
 }
 
 /// `compare` mode measures the echo ceiling before and after the ramp and
