@@ -17,8 +17,22 @@ use std::time::Duration;
 /// for a per-conversation figure (below it, noise is most of the quotient).
 const MIN_WAITING: u64 = 1_000;
 
-/// Likewise for memory per agent.
+/// Memory per agent is the idle agent's figure only with this many agents
+/// or more, and at most one conversation opened per [`IDLE_AGENTS_PER_OPEN`]
+/// of them (otherwise the conversations' memory is in it too).
 const MIN_AGENTS: usize = 1_000;
+const IDLE_AGENTS_PER_OPEN: u64 = 10;
+
+/// Where the run stood when the arrivals ended.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AtEnd {
+    /// The scenario's agents.
+    pub agents: usize,
+    pub opened: u64,
+    /// Waiting for an agent.
+    pub waiting: u64,
+    pub completed: u64,
+}
 
 /// Likewise for CPU per lifecycle: the engine counts whole CPU seconds.
 const MIN_COMPLETED: u64 = 1_000;
@@ -72,15 +86,9 @@ impl Watch {
         }));
     }
 
-    /// The arrivals are over: the last sample, with how many conversations
-    /// waited then and how many had completed. `agents` is the scenario's
-    /// count.
-    pub async fn end_of_arrivals(
-        mut self,
-        agents: usize,
-        waiting: u64,
-        completed: u64,
-    ) -> Option<EngineFootprint> {
+    /// The arrivals are over: the last sample, read against where the run
+    /// stood then.
+    pub async fn end_of_arrivals(mut self, at_end: AtEnd) -> Option<EngineFootprint> {
         if let Some(s) = self.sampler.take() {
             s.abort();
         }
@@ -92,9 +100,7 @@ impl Watch {
             self.logged_in?,
             &during,
             end,
-            agents,
-            waiting,
-            completed,
+            at_end,
         ))
     }
 }
@@ -105,10 +111,15 @@ pub fn footprint(
     logged_in: EngineProcess,
     during: &[f64],
     end: EngineProcess,
-    agents: usize,
-    waiting: u64,
-    completed: u64,
+    at_end: AtEnd,
 ) -> EngineFootprint {
+    let AtEnd {
+        agents,
+        opened,
+        waiting,
+        completed,
+    } = at_end;
+    let idle = agents >= MIN_AGENTS && opened * IDLE_AGENTS_PER_OPEN <= agents as u64;
     let mut sorted: Vec<f64> = during.to_vec();
     sorted.sort_by(f64::total_cmp);
     let median = sorted
@@ -128,8 +139,7 @@ pub fn footprint(
         rss_peak_bytes: peak,
         rss_end_of_arrivals_bytes: end.resident_bytes,
         waiting_at_end_of_arrivals: waiting,
-        rss_per_agent_bytes: (agents >= MIN_AGENTS)
-            .then(|| (median - before.resident_bytes) / agents as f64),
+        rss_per_agent_bytes: idle.then(|| (median - before.resident_bytes) / agents as f64),
         rss_per_waiting_conversation_bytes: (waiting >= MIN_WAITING)
             .then(|| (end.resident_bytes - logged_in.resident_bytes) / waiting as f64),
         cpu_secs_during_arrivals: cpu,
@@ -148,51 +158,62 @@ mod tests {
         }
     }
 
+    fn at_end(agents: usize, opened: u64, waiting: u64, completed: u64) -> AtEnd {
+        AtEnd {
+            agents,
+            opened,
+            waiting,
+            completed,
+        }
+    }
+
     #[test]
-    fn per_agent_is_the_median_over_the_start_and_per_waiting_the_growth_after_logins() {
-        let during: Vec<f64> = [105.0, 110.0, 104.0]
-            .iter()
-            .map(|m| m * 1_048_576.0)
-            .collect();
-        let f = footprint(
-            p(9.0, 1.0),
-            p(112.0, 3.0),
-            &during,
-            p(104.0, 28.0),
-            10_000,
-            0,
-            50_000,
-        );
-        let per_agent = f.rss_per_agent_bytes.expect("agents");
+    fn per_agent_is_the_median_over_the_start_when_the_agents_were_idle() {
+        const MIB: f64 = 1_048_576.0;
+        let during: Vec<f64> = [105.0, 110.0, 104.0].iter().map(|m| m * MIB).collect();
+        let (before, logged_in, end) = (p(9.0, 1.0), p(112.0, 3.0), p(104.0, 28.0));
+        let f = footprint(before, logged_in, &during, end, at_end(10_000, 10, 0, 10));
+        let per_agent = f.rss_per_agent_bytes.expect("10 000 idle agents");
         assert!(
-            (per_agent - 96.0 * 1_048_576.0 / 10_000.0).abs() < 1e-6,
+            (per_agent - 96.0 * MIB / 10_000.0).abs() < 1e-6,
             "{per_agent}"
         );
-        assert_eq!(f.rss_peak_bytes, 110.0 * 1_048_576.0);
+        assert_eq!(f.rss_peak_bytes, 110.0 * MIB);
         assert_eq!(f.rss_per_waiting_conversation_bytes, None, "nobody waited");
         assert_eq!(f.cpu_secs_during_arrivals, 25.0);
-        assert_eq!(f.cpu_us_per_lifecycle, Some(500.0));
-
-        let f = footprint(p(9.0, 0.0), p(10.0, 0.0), &[], p(240.0, 5.0), 1, 100_000, 0);
-        let per_waiting = f
-            .rss_per_waiting_conversation_bytes
-            .expect("100 000 waited");
-        assert!((per_waiting - 230.0 * 1_048_576.0 / 100_000.0).abs() < 1e-6);
-        assert_eq!(f.cpu_us_per_lifecycle, None, "nothing completed");
-        assert_eq!(
-            f.rss_median_bytes,
-            240.0 * 1_048_576.0,
-            "no samples: the last one"
-        );
-        assert_eq!(
-            f.rss_per_agent_bytes, None,
-            "one agent: no per-agent figure"
-        );
-
-        let f = footprint(p(9.0, 0.0), p(10.0, 0.0), &[], p(11.0, 1.0), 10, 0, 999);
         assert_eq!(
             f.cpu_us_per_lifecycle, None,
             "too few for whole CPU seconds"
         );
+
+        // Busy agents: their conversations are in the memory, so no per-agent figure.
+        let f = footprint(
+            before,
+            logged_in,
+            &during,
+            end,
+            at_end(10_000, 50_000, 0, 50_000),
+        );
+        assert_eq!(f.rss_per_agent_bytes, None);
+        assert_eq!(f.cpu_us_per_lifecycle, Some(500.0));
+    }
+
+    #[test]
+    fn per_waiting_is_the_growth_after_the_logins() {
+        const MIB: f64 = 1_048_576.0;
+        let f = footprint(
+            p(9.0, 0.0),
+            p(10.0, 0.0),
+            &[],
+            p(240.0, 5.0),
+            at_end(1, 100_000, 100_000, 0),
+        );
+        let per_waiting = f
+            .rss_per_waiting_conversation_bytes
+            .expect("100 000 waited");
+        assert!((per_waiting - 230.0 * MIB / 100_000.0).abs() < 1e-6);
+        assert_eq!(f.rss_median_bytes, 240.0 * MIB, "no samples: the last one");
+        assert_eq!(f.rss_per_agent_bytes, None, "one agent");
+        assert_eq!(f.cpu_us_per_lifecycle, None, "nothing completed");
     }
 }

@@ -8,7 +8,7 @@
 use crate::book::{histogram, Book, ConvState, Steady};
 use crate::dist::Dur;
 use crate::erlang::ErlangC;
-use crate::footprint::Watch;
+use crate::footprint::{AtEnd, Watch};
 use crate::net::Ws;
 use crate::report::{EchoResult, ErlangReport, LatencySummary, MaxResult, RampStep, RunResult};
 use crate::scenario::Scenario;
@@ -126,18 +126,21 @@ pub async fn run(
     for phase in sc.phases() {
         sim.arrivals(phase.rate_per_sec, phase.duration_secs).await;
     }
-    let (waiting, completed) = {
+    let at_end = {
         let book = sim.shared.book();
         let waiting = book
             .unfinished()
             .iter()
             .filter(|u| u.1 == ConvState::Waiting)
             .count();
-        (waiting as u64, book.counts.completed)
+        AtEnd {
+            agents: sc.agents.count,
+            opened: book.counts.opens_sent,
+            waiting: waiting as u64,
+            completed: book.counts.completed,
+        }
     };
-    let engine = footprint
-        .end_of_arrivals(sc.agents.count, waiting, completed)
-        .await;
+    let engine = footprint.end_of_arrivals(at_end).await;
     let arrival_secs = sim.arrival_secs;
     let shared = sim.finish(sc.drain_secs).await;
     watcher.abort();

@@ -82,8 +82,9 @@ pub struct EngineFootprint {
     /// Conversations waiting for an agent when the arrivals ended.
     pub waiting_at_end_of_arrivals: u64,
     /// (median while arrivals ran − before) / agents: the memory per
-    /// logged-in agent when the agents are idle (`--scenario idle-agents`);
-    /// with at least 1 000 agents.
+    /// logged-in agent when the agents are idle (`--scenario idle-agents`):
+    /// given only with 1 000 agents or more and at most one conversation
+    /// opened per 10 agents.
     pub rss_per_agent_bytes: Option<f64>,
     /// (end of arrivals − logged in) / waiting, when at least 1 000 waited
     /// (`--scenario waiting-100k`).
