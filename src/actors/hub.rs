@@ -25,7 +25,7 @@ use super::agent::AgentActor;
 use super::conversation::ConversationActor;
 use super::notices::HeldNotices;
 use super::outbox::{Outbox, Pushed, SLOW_CONSUMER_CODE};
-use super::router::RouterActor;
+use super::router::{Drain, RouterActor};
 use crate::api::protocol::{Role, ServerFrame};
 use crate::durability::{Recorder, Seq, SnapshotReplica};
 use crate::metrics::{self, ActorKind, Direction, Meters};
@@ -281,6 +281,26 @@ impl Hub {
         let addr = RouterActor::start_in_arbiter(&self.arbiter, move |_| RouterActor::new(hub));
         *slot = Some(addr.clone());
         addr
+    }
+
+    /// Waits until the actors have handled every message sent to them before
+    /// this call: the router's mailbox first, then what the router handed
+    /// on to conversation and agent actors. They all run on one arbiter,
+    /// whose queue of woken tasks is first in, first out. For shutdown (a
+    /// closing session must not leave before the notices owed to it are
+    /// pushed); the caller bounds the wait.
+    pub async fn settle_actors(self: &Arc<Self>) {
+        let _ = self.router().send(Drain).await;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = self.arbiter.spawn(async move {
+            // Spawned from another thread, it may run ahead of the actors
+            // already woken; after one yield it is behind all of them.
+            tokio::task::yield_now().await;
+            let _ = tx.send(());
+        });
+        if spawned {
+            let _ = rx.await;
+        }
     }
 
     /// `do_send`s `msg` to the router (started or restarted as by

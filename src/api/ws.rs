@@ -432,6 +432,10 @@ impl Conn {
                     _ = front_filled(&self.pending) => {}
                 }
             }
+            // A notice of a change made so far may not be pushed yet: the
+            // router hands it to a conversation or agent actor, which
+            // pushes it later on the same thread.
+            self.hub.settle_actors().await;
             // The journal thread releases held frames just after it
             // publishes the watermark; a shutdown can afford to poll.
             while self.handle.outbox().holds_up_to(made) {
