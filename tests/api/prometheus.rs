@@ -2,8 +2,9 @@
 //! scraping it every second, WebSocket traffic through every conversation and
 //! offer state, then every panel query of both Grafana boards run through
 //! Prometheus' HTTP API — each must parse and return data. Also checks that no
-//! label value of `GET /metrics` is an id the test used, and that
-//! `promtool check metrics` accepts the exposition.
+//! label value of `GET /metrics` is an id the test used, that
+//! `promtool check metrics` accepts the exposition, and that the alert
+//! rules pass their unit tests (`promtool test rules grafana/alerts.test.yml`).
 //!
 //! Needs the `prometheus` and `promtool` binaries (Debian: `apt-get install
 //! prometheus`). Without them the test is skipped with a message — unless
@@ -157,6 +158,9 @@ async fn run(tools: Tools) {
     let exposition = body.as_str().expect("/metrics is text").to_string();
     check_no_id_labels(&exposition, &used_ids);
     promtool_check_metrics(&tools.promtool, &exposition);
+    // The alert rules' own unit tests (each alert firing for its bad series,
+    // silent for the healthy one).
+    promtool_test_rules(&tools.promtool);
 
     // Every panel query of both boards returns data (rates need two scrapes
     // after the traffic, so retry for a while before failing).
@@ -225,7 +229,7 @@ async fn run(tools: Tools) {
         );
         evaluated += 1;
     }
-    assert!(evaluated >= 6, "alert rules not loaded: {rules}");
+    assert!(evaluated >= 8, "alert rules not loaded: {rules}");
 
     drop(prom);
     app.stop().await;
@@ -396,6 +400,21 @@ fn promtool_check_metrics(promtool: &Path, exposition: &str) {
     assert!(
         out.status.success(),
         "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn promtool_test_rules(promtool: &Path) {
+    let grafana = Path::new(env!("CARGO_MANIFEST_DIR")).join("grafana");
+    let out = Command::new(promtool)
+        .args(["test", "rules", "alerts.test.yml"])
+        .current_dir(&grafana)
+        .output()
+        .expect("run promtool");
+    assert!(
+        out.status.success(),
+        "promtool test rules grafana/alerts.test.yml failed:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
