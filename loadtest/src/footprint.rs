@@ -23,6 +23,9 @@ const MIN_WAITING: u64 = 1_000;
 const MIN_AGENTS: usize = 1_000;
 const IDLE_AGENTS_PER_OPEN: u64 = 10;
 
+/// Likewise for CPU per lifecycle: the engine counts whole CPU seconds.
+const MIN_COMPLETED: u64 = 1_000;
+
 /// Where the run stood when the arrivals ended.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AtEnd {
@@ -33,9 +36,6 @@ pub struct AtEnd {
     pub waiting: u64,
     pub completed: u64,
 }
-
-/// Likewise for CPU per lifecycle: the engine counts whole CPU seconds.
-const MIN_COMPLETED: u64 = 1_000;
 
 /// The samples of one run, taken as it goes.
 pub struct Watch {
@@ -92,16 +92,12 @@ impl Watch {
         if let Some(s) = self.sampler.take() {
             s.abort();
         }
+        // Without the first two samples there is nothing to read the last against.
+        let (before, logged_in) = (self.before?, self.logged_in?);
         let end = self.target.engine_process(&self.token).await?;
         let during =
             std::mem::take(&mut *self.during.lock().unwrap_or_else(PoisonError::into_inner));
-        Some(footprint(
-            self.before?,
-            self.logged_in?,
-            &during,
-            end,
-            at_end,
-        ))
+        Some(footprint(before, logged_in, &during, end, at_end))
     }
 }
 
